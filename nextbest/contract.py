@@ -1,0 +1,292 @@
+"""The input data contract: `customers` and `events` tables (CSV or Parquet).
+
+Everything downstream reads data through :func:`load_world`, which validates
+first. :func:`validate_dir` reports every violation at once, each naming the
+file, the column, how many rows and example row numbers, so a data engineer
+knows what to fix.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from zoneinfo import available_timezones
+
+import numpy as np
+import pandas as pd
+
+from nextbest.settings import CHANNELS
+
+EVENT_TYPES: tuple[str, ...] = (
+    "registration",
+    "purchase",
+    "visit",
+    "cart_abandoned",
+    "message_sent",
+    "message_delivered",
+    "message_opened",
+    "message_clicked",
+    "message_converted",
+    "unsubscribed",
+)
+MESSAGE_EVENTS: tuple[str, ...] = (
+    "message_sent",
+    "message_delivered",
+    "message_opened",
+    "message_clicked",
+    "message_converted",
+    "unsubscribed",
+)
+ATTRIBUTES: tuple[str, ...] = ("segment", "region", "company_size", "sector")
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    kind: str  # "string" | "timestamp" | "bool" | "float" | "timezone"
+    required: bool
+    doc: str
+    allowed: tuple[str, ...] | None = None
+    default: object = None
+
+
+CUSTOMER_COLUMNS: tuple[Column, ...] = (
+    Column("customer_id", "string", True, "unique customer identifier"),
+    Column("registered_at", "timestamp", True, "registration time, ISO-8601 with offset (tz-aware)"),
+    Column("timezone", "timezone", False, "IANA timezone of the customer, e.g. Europe/Paris", default="UTC"),
+    Column("segment", "string", False, "b2c / b2b or any business segment", default="unknown"),
+    Column("region", "string", False, "region or store area", default="unknown"),
+    Column("company_size", "string", False, "B2B company size band (micro, small, medium, large)", default="unknown"),
+    Column("sector", "string", False, "B2B sector or B2C store type", default="unknown"),
+    *(Column(f"consent_{c}", "bool", False, f"GDPR consent to be contacted by {c}", default=False) for c in CHANNELS),
+    *(
+        Column(f"reachable_{c}", "bool", False, f"we hold a working address / device for {c}", default=False)
+        for c in CHANNELS
+    ),
+)
+
+EVENT_COLUMNS: tuple[Column, ...] = (
+    Column("customer_id", "string", True, "a customer_id of the customers table"),
+    Column("event_timestamp", "timestamp", True, "when it happened, ISO-8601 with offset (tz-aware)"),
+    Column("event_type", "string", True, "what happened", allowed=EVENT_TYPES),
+    Column("channel", "string", False, "channel of a message event (required for message_* events)", allowed=CHANNELS),
+    Column("amount", "float", False, "purchase value, >= 0 (required for purchase events)"),
+    Column("action_id", "string", False, "action of the catalogue behind a message"),
+    Column("campaign_id", "string", False, "campaign or decision that sent a message"),
+)
+
+TABLES = {"customers": CUSTOMER_COLUMNS, "events": EVENT_COLUMNS}
+_TRUE = {"true", "1", "yes", "y", "t"}
+_FALSE = {"false", "0", "no", "n", "f", ""}
+MAX_EXAMPLES = 5
+
+
+class ContractError(ValueError):
+    """Input data violates the contract; the message lists every violation."""
+
+    def __init__(self, violations: list["Violation"]):
+        self.violations = violations
+        super().__init__(
+            f"{len(violations)} contract violation(s):\n" + "\n".join("  " + v.describe() for v in violations)
+        )
+
+
+@dataclass
+class Violation:
+    file: str
+    column: str
+    problem: str
+    rows: list[int] = field(default_factory=list)  # 1-based data row numbers (header excluded)
+    count: int = 0
+    examples: list[str] = field(default_factory=list)
+
+    def describe(self) -> str:
+        where = f"{self.file}: column '{self.column}': {self.problem}"
+        if self.count:
+            rows = ", ".join(str(r) for r in self.rows[:MAX_EXAMPLES])
+            ex = "; ".join(self.examples[:MAX_EXAMPLES])
+            where += f" - {self.count} row(s), e.g. rows {rows}" + (f" (values: {ex})" if ex else "")
+        return where
+
+
+def find_table(directory: Path, name: str) -> Path | None:
+    for ext in (".parquet", ".csv"):
+        p = directory / f"{name}{ext}"
+        if p.exists():
+            return p
+    return None
+
+
+def _read_raw(path: Path) -> pd.DataFrame:
+    if path.suffix == ".parquet":
+        return pd.read_parquet(path)
+    return pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""])
+
+
+def _violation(file: str, column: str, problem: str, mask: np.ndarray, values: pd.Series | None = None) -> Violation:
+    idx = np.flatnonzero(mask)
+    ex = [] if values is None else [repr(values.iloc[i]) for i in idx[:MAX_EXAMPLES]]
+    return Violation(file, column, problem, rows=[int(i) + 1 for i in idx[:MAX_EXAMPLES]], count=int(len(idx)), examples=ex)
+
+
+def _parse_timestamp(s: pd.Series, file: str, col: str, out: list[Violation]) -> pd.Series:
+    if isinstance(s.dtype, pd.DatetimeTZDtype):
+        return s.dt.tz_convert("UTC")
+    if pd.api.types.is_datetime64_dtype(s.dtype):
+        out.append(_violation(file, col, "timestamps have no timezone; write them with an offset (e.g. +00:00)", np.ones(len(s), bool)))
+        return pd.Series(pd.NaT, index=s.index, dtype="datetime64[ns, UTC]")
+    text = s.astype("string")
+    present = text.notna().to_numpy()
+    parsed = pd.to_datetime(text, errors="coerce", utc=True, format="ISO8601")
+    bad = present & parsed.isna().to_numpy()
+    if bad.any():
+        out.append(_violation(file, col, "not an ISO-8601 timestamp", bad, text))
+    naive = present & ~bad & ~text.str.contains(r"(?:Z|[+-]\d\d:?\d\d)$", regex=True, na=False).to_numpy()
+    if naive.any():
+        out.append(_violation(file, col, "timestamp has no timezone offset; write e.g. 2025-01-31T09:00:00+00:00", naive, text))
+    return parsed
+
+
+def _coerce(df: pd.DataFrame, columns: tuple[Column, ...], file: str, out: list[Violation]) -> pd.DataFrame:
+    result = {}
+    n = len(df)
+    for col in columns:
+        if col.name not in df.columns:
+            if col.required:
+                out.append(Violation(file, col.name, "required column is missing"))
+                continue
+            result[col.name] = pd.Series([col.default] * n, index=df.index) if col.default is not None else pd.Series(
+                [None] * n, index=df.index, dtype="object"
+            )
+            if col.kind == "bool":
+                result[col.name] = result[col.name].astype(bool)
+            if col.kind == "float":
+                result[col.name] = result[col.name].astype(float)
+            continue
+        s = df[col.name]
+        missing = s.isna().to_numpy()
+        if col.required and missing.any():
+            out.append(_violation(file, col.name, "required value is empty", missing))
+        if col.kind == "timestamp":
+            result[col.name] = _parse_timestamp(s, file, col.name, out)
+        elif col.kind == "bool":
+            if pd.api.types.is_bool_dtype(s.dtype):
+                result[col.name] = s.astype(bool)
+            else:
+                text = s.astype("string").str.strip().str.lower().fillna("")
+                bad = ~text.isin(_TRUE | _FALSE).to_numpy()
+                if bad.any():
+                    out.append(_violation(file, col.name, "not a boolean (use true/false or 1/0)", bad, s))
+                result[col.name] = text.isin(_TRUE).to_numpy()
+        elif col.kind == "float":
+            num = pd.to_numeric(s, errors="coerce")
+            bad = ~missing & num.isna().to_numpy()
+            if bad.any():
+                out.append(_violation(file, col.name, "not a number", bad, s))
+            result[col.name] = num.astype(float)
+        else:
+            text = s.astype("string")
+            if col.default is not None:
+                text = text.fillna(col.default)
+            if col.kind == "timezone":
+                zones = available_timezones() | {"UTC"}
+                uniq = pd.unique(text.dropna())
+                unknown = [z for z in uniq if z not in zones]
+                if unknown:
+                    bad = text.isin(unknown).to_numpy()
+                    out.append(_violation(file, col.name, "unknown IANA timezone", bad, text))
+            if col.allowed is not None:
+                bad = (text.notna() & ~text.isin(col.allowed)).to_numpy()
+                if bad.any():
+                    out.append(
+                        _violation(file, col.name, f"value not allowed (allowed: {', '.join(col.allowed)})", bad, text)
+                    )
+            result[col.name] = text.astype(object).where(text.notna(), None)
+    return pd.DataFrame(result, index=df.index)
+
+
+def validate_tables(customers: pd.DataFrame, events: pd.DataFrame, names: tuple[str, str] = ("customers", "events")):
+    """Validate two raw frames; return (customers, events, violations) with coerced types."""
+    out: list[Violation] = []
+    cfile, efile = names
+    cust = _coerce(customers.reset_index(drop=True), CUSTOMER_COLUMNS, cfile, out)
+    ev = _coerce(events.reset_index(drop=True), EVENT_COLUMNS, efile, out)
+    if "customer_id" in cust:
+        dup = cust["customer_id"].duplicated(keep=False).to_numpy() & cust["customer_id"].notna().to_numpy()
+        if dup.any():
+            out.append(_violation(cfile, "customer_id", "duplicate customer id", dup, cust["customer_id"]))
+    if "customer_id" in ev and "customer_id" in cust:
+        unknown = (~ev["customer_id"].isin(cust["customer_id"]) & ev["customer_id"].notna()).to_numpy()
+        if unknown.any():
+            out.append(_violation(efile, "customer_id", "customer not in the customers table", unknown, ev["customer_id"]))
+    if {"event_type", "channel"} <= set(ev.columns):
+        msg = ev["event_type"].isin(MESSAGE_EVENTS).to_numpy() & ev["channel"].isna().to_numpy()
+        if msg.any():
+            out.append(_violation(efile, "channel", "message events need a channel", msg, ev["event_type"]))
+    if {"event_type", "amount"} <= set(ev.columns):
+        purchase = ev["event_type"].eq("purchase").to_numpy()
+        amount = ev["amount"].to_numpy()
+        bad = purchase & (np.isnan(amount) | (amount < 0))
+        if bad.any():
+            out.append(_violation(efile, "amount", "purchase events need an amount >= 0", bad, ev["amount"]))
+    return cust, ev, out
+
+
+def validate_dir(directory: Path | str):
+    """Validate `customers` and `events` in a folder; return (customers, events, violations)."""
+    directory = Path(directory)
+    out: list[Violation] = []
+    paths = {}
+    for name in TABLES:
+        p = find_table(directory, name)
+        if p is None:
+            out.append(Violation(str(directory / f"{name}.csv"), "*", f"no {name}.csv or {name}.parquet in {directory}"))
+        paths[name] = p
+    if out:
+        return None, None, out
+    try:
+        raw_c, raw_e = _read_raw(paths["customers"]), _read_raw(paths["events"])
+    except Exception as e:  # unreadable file: say which
+        return None, None, [Violation(str(directory), "*", f"cannot read: {e}")]
+    cust, ev, out = validate_tables(raw_c, raw_e, (str(paths["customers"]), str(paths["events"])))
+    return cust, ev, out
+
+
+def load_world(directory: Path | str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Validated customers and events (UTC timestamps, events sorted by time); raise ContractError."""
+    cust, ev, violations = validate_dir(directory)
+    if violations:
+        raise ContractError(violations)
+    ev = ev.sort_values(["event_timestamp", "customer_id"], kind="stable").reset_index(drop=True)
+    return cust, ev
+
+
+def write_world(directory: Path | str, customers: pd.DataFrame, events: pd.DataFrame, fmt: str = "parquet") -> Path:
+    """Write a world in the contract's layout."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    for name, df in (("customers", customers), ("events", events)):
+        for ext in (".csv", ".parquet"):
+            (directory / f"{name}{ext}").unlink(missing_ok=True)
+        if fmt == "parquet":
+            df.to_parquet(directory / f"{name}.parquet", index=False)
+        else:
+            out = df.copy()
+            for c in out.columns:
+                if isinstance(out[c].dtype, pd.DatetimeTZDtype):
+                    out[c] = out[c].dt.strftime("%Y-%m-%dT%H:%M:%S%z").str.replace(r"(\d\d)(\d\d)$", r"\1:\2", regex=True)
+            out.to_csv(directory / f"{name}.csv", index=False)
+    return directory
+
+
+def contract_markdown() -> str:
+    """The contract as Markdown tables (the README's section is generated from this)."""
+    lines = []
+    for name, cols in TABLES.items():
+        lines += [f"**{name}**", "", "| column | type | required | meaning |", "|---|---|---|---|"]
+        for c in cols:
+            allowed = f" Allowed: {', '.join(c.allowed)}." if c.allowed else ""
+            default = f" Default: `{c.default}`." if c.default is not None and not c.required else ""
+            lines.append(f"| `{c.name}` | {c.kind} | {'yes' if c.required else 'no'} | {c.doc}.{allowed}{default} |")
+        lines.append("")
+    return "\n".join(lines)

@@ -1,0 +1,291 @@
+"""Typed settings: `configs/*.yaml` validated at start, with environment overrides.
+
+Environment variables of the form ``NEXTBEST__SECTION__KEY=value`` override a
+key of ``configs/nextbest.yaml`` (values are parsed as YAML, so ``5000``,
+``true`` and ``[a, b]`` work). A bad value fails with :class:`SettingsError`,
+whose message names the file, the key and what is allowed.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import date
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+CHANNELS: tuple[str, ...] = ("email", "sms", "push", "in_app", "print")
+STAGES: tuple[str, ...] = ("registered", "activating", "active", "at_risk", "lapsed")
+ENV_PREFIX = "NEXTBEST__"
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_CONFIG_DIR = PROJECT_ROOT / "configs"
+
+Channel = Literal["email", "sms", "push", "in_app", "print"]
+Stage = Literal["registered", "activating", "active", "at_risk", "lapsed"]
+
+
+class SettingsError(ValueError):
+    """A configuration file or override holds a value that is not allowed."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Paths(_Strict):
+    data_dir: Path = Path("data")
+    mlruns_dir: Path = Path("mlruns")
+    reports_dir: Path = Path("data/reports")
+
+
+class World(_Strict):
+    customers: int = Field(20000, ge=10, le=10_000_000)
+    days: int = Field(365, ge=30, le=3650)
+    seed: int = 7
+    start: date = date(2025, 1, 1)
+
+
+class Features(_Strict):
+    feature_service: str = Field("nba_v1", pattern=r"^[a-z][a-z0-9_]*$")
+    cadence_days: int = Field(7, ge=1, le=90)
+    activation_window_days: int = Field(11, ge=1, le=90)
+    at_risk_days: int = Field(45, ge=1)
+    lapsed_days: int = Field(120, ge=2)
+    history_days: int = Field(365, ge=30)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "Features":
+        if self.lapsed_days <= self.at_risk_days:
+            raise ValueError(
+                f"lapsed_days ({self.lapsed_days}) must be greater than at_risk_days ({self.at_risk_days})"
+            )
+        return self
+
+
+class OnlineStore(_Strict):
+    kind: Literal["sqlite", "redis"] = "sqlite"
+    redis_host: str = "127.0.0.1"
+    redis_port: int = Field(6379, ge=1, le=65535)
+    write_batch_size: int = Field(50000, ge=100)
+
+
+class Training(_Strict):
+    activation_horizon_days: int = Field(30, ge=1, le=365)
+    churn_horizon_days: int = Field(60, ge=1, le=365)
+    validation_days: int = Field(56, ge=7)
+    test_days: int = Field(56, ge=7)
+    min_positives: int = Field(50, ge=1)
+    max_rows: int = Field(400000, ge=1000)
+    num_boost_round: int = Field(300, ge=10)
+    early_stopping_rounds: int = Field(30, ge=1)
+    promotion_margin: float = Field(0.002, ge=0.0, le=0.5)
+    seed: int = 7
+
+
+class MLflow(_Strict):
+    tracking_uri: str = "sqlite:///mlruns/mlflow.db"
+    artifact_root: Path = Path("mlruns/artifacts")
+    experiment: str = "nextbest"
+    model_prefix: str = Field("nextbest", pattern=r"^[A-Za-z][A-Za-z0-9_-]*$")
+
+    @field_validator("tracking_uri")
+    @classmethod
+    def _no_file_store(cls, v: str) -> str:
+        if not v.startswith(("sqlite:///", "http://", "https://", "postgresql", "mysql")):
+            raise ValueError(
+                "use a database-backed store such as sqlite:///mlruns/mlflow.db or an http(s) server "
+                "(MLflow 3's plain ./mlruns file store is in maintenance mode)"
+            )
+        return v
+
+
+class Serving(_Strict):
+    host: str = "127.0.0.1"
+    port: int = Field(3000, ge=1, le=65535)
+    max_customers_per_request: int = Field(500, ge=1, le=10000)
+    auth_token: str | None = None
+    experiment: str = "nba-2025"
+    control_share: float = Field(0.10, ge=0.0, lt=1.0)
+    access_log: bool = False
+
+
+class Action(_Strict):
+    stages: tuple[Stage, ...]
+    value: float = Field(ge=0)
+    cost: dict[Channel, float]
+    driver: Literal["activation", "churn", "response"]
+    lift: float = Field(gt=0, le=1)
+    cooldown_days: int = Field(ge=0)
+    requires: Literal["churn_or_rfm_drop", "missing_email"] | None = None
+    max_tenure_days: int | None = Field(None, ge=1)
+
+    @field_validator("cost")
+    @classmethod
+    def _some_channel(cls, v: dict[str, float]) -> dict[str, float]:
+        if not v:
+            raise ValueError("an action needs at least one allowed channel with its cost")
+        if any(c < 0 for c in v.values()):
+            raise ValueError("costs must be >= 0")
+        return v
+
+
+class Cap(_Strict):
+    days: int = Field(ge=1, le=365)
+    max: int = Field(ge=0)
+
+
+class Caps(_Strict):
+    per_channel: dict[Channel, Cap]
+    overall: Cap
+
+
+class QuietHours(_Strict):
+    start: int = Field(21, ge=0, le=23)
+    end: int = Field(8, ge=0, le=23)
+
+
+class IgnoreRelay(_Strict):
+    channel: Channel = "email"
+    after_ignored: int = Field(4, ge=1)
+    relay_to: tuple[Channel, ...] = ("sms", "print")
+
+
+class ContextBoost(_Strict):
+    channels: tuple[Channel, ...]
+    factor: float = Field(gt=0)
+
+
+class ContactPolicy(_Strict):
+    channels: tuple[Channel, ...] = CHANNELS
+    caps: Caps
+    quiet_hours: QuietHours = QuietHours()
+    ignore_relay: IgnoreRelay = IgnoreRelay()
+    churn_offer_threshold: float = Field(0.35, ge=0, le=1)
+    min_expected_value: float = 0.0
+    context_boosts: dict[str, ContextBoost] = {}
+
+    @field_validator("channels")
+    @classmethod
+    def _all_channels(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        if set(v) != set(CHANNELS):
+            raise ValueError(f"list every channel once: {list(CHANNELS)}")
+        return tuple(CHANNELS)
+
+
+class Settings(_Strict):
+    paths: Paths = Paths()
+    world: World = World()
+    features: Features = Features()
+    online_store: OnlineStore = OnlineStore()
+    training: Training = Training()
+    mlflow: MLflow = MLflow()
+    serving: Serving = Serving()
+    actions: dict[str, Action]
+    contact_policy: ContactPolicy
+    root: Path = PROJECT_ROOT
+
+    @field_validator("actions")
+    @classmethod
+    def _action_ids(cls, v: dict[str, Action]) -> dict[str, Action]:
+        if "no_action" in v:
+            raise ValueError("'no_action' is built in; do not list it in the catalogue")
+        for name in v:
+            if not name.replace("_", "").isalnum() or not name.islower():
+                raise ValueError(f"action id {name!r} must be lower_snake_case")
+        return v
+
+    def path(self, p: Path) -> Path:
+        """Resolve a configured path against the project root."""
+        return p if p.is_absolute() else self.root / p
+
+    @property
+    def data_dir(self) -> Path:
+        return self.path(self.paths.data_dir)
+
+    @property
+    def world_dir(self) -> Path:
+        return self.data_dir / "world"
+
+    @property
+    def features_dir(self) -> Path:
+        return self.data_dir / "features"
+
+    @property
+    def tracking_uri(self) -> str:
+        uri = self.mlflow.tracking_uri
+        if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
+            return "sqlite:///" + str(self.root / uri[len("sqlite:///"):])
+        return uri
+
+
+_FILES = {"nextbest.yaml": None, "actions.yaml": "actions", "contact_policy.yaml": "contact_policy"}
+
+
+def _read_yaml(path: Path) -> dict:
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except FileNotFoundError:
+        raise SettingsError(f"{path}: file not found") from None
+    except yaml.YAMLError as e:
+        raise SettingsError(f"{path}: not valid YAML: {e}") from None
+    if not isinstance(data, dict):
+        raise SettingsError(f"{path}: expected a mapping of keys at the top level")
+    return data
+
+
+def _apply_env(raw: dict, environ: dict[str, str]) -> list[str]:
+    applied = []
+    for key, value in sorted(environ.items()):
+        if not key.startswith(ENV_PREFIX):
+            continue
+        parts = [p.lower() for p in key[len(ENV_PREFIX):].split("__") if p]
+        if not parts:
+            continue
+        node = raw
+        for p in parts[:-1]:
+            node = node.setdefault(p, {})
+            if not isinstance(node, dict):
+                raise SettingsError(f"{key}: {'.'.join(parts[:-1])} is not a section")
+        try:
+            node[parts[-1]] = yaml.safe_load(value) if value != "" else None
+        except yaml.YAMLError:
+            node[parts[-1]] = value
+        applied.append(".".join(parts))
+    return applied
+
+
+def _source_of(loc: tuple, config_dir: Path, overridden: list[str]) -> str:
+    dotted = ".".join(str(p) for p in loc)
+    for o in overridden:
+        if dotted == o or dotted.startswith(o + "."):
+            return f"environment {ENV_PREFIX}{o.upper().replace('.', '__')}"
+    top = str(loc[0]) if loc else ""
+    for fname, section in _FILES.items():
+        if section == top:
+            return str(config_dir / fname)
+    return str(config_dir / "nextbest.yaml")
+
+
+def load_settings(config_dir: Path | str | None = None, environ: dict[str, str] | None = None) -> Settings:
+    """Read and validate the configuration; raise SettingsError naming the bad key."""
+    config_dir = Path(config_dir) if config_dir else Path(os.environ.get("NEXTBEST_CONFIG_DIR", DEFAULT_CONFIG_DIR))
+    environ = dict(os.environ if environ is None else environ)
+    raw = _read_yaml(config_dir / "nextbest.yaml")
+    for fname, section in _FILES.items():
+        if section is not None:
+            data = _read_yaml(config_dir / fname)
+            raw[section] = data.get(section, data)
+    overridden = _apply_env(raw, environ)
+    try:
+        return Settings.model_validate(raw)
+    except ValidationError as e:
+        lines = []
+        for err in e.errors():
+            loc = tuple(err["loc"])
+            key = ".".join(str(p) for p in loc) or "(top level)"
+            got = err.get("input")
+            got_s = "" if isinstance(got, dict) else f" (got {got!r})"
+            lines.append(f"{_source_of(loc, config_dir, overridden)}: {key}: {err['msg']}{got_s}")
+        raise SettingsError("invalid configuration:\n  " + "\n  ".join(lines)) from None
