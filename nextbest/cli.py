@@ -1,0 +1,232 @@
+"""`nextbest`: one command line for the whole pipeline.
+
+Every command is a thin wrapper around a plain function; heavy libraries are
+imported inside the commands so that `nextbest --help` stays instant.
+"""
+
+from __future__ import annotations
+
+import sys
+from datetime import date
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+
+from features.cli import app as features_app
+
+app = typer.Typer(
+    help="nextbest: next-best-action scoring for CRM journeys (which action, which channel, when - or nothing).",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(features_app, name="features", help="Build, register and materialise customer features (Feast).")
+console = Console()
+err = Console(stderr=True)
+
+ConfigDir = typer.Option(None, "--config-dir", help="Folder holding nextbest.yaml, actions.yaml, contact_policy.yaml")
+
+
+def settings_or_exit(config_dir: Optional[Path] = None):
+    """Load and validate the settings; print the offending key and exit 2 on a bad value."""
+    from nextbest.settings import SettingsError, load_settings
+
+    try:
+        return load_settings(config_dir)
+    except SettingsError as e:
+        err.print(f"[red]{e}[/red]")
+        raise typer.Exit(2) from None
+
+
+@app.command()
+def validate(directory: Path = typer.Argument(..., help="Folder with customers and events (.csv or .parquet)")):
+    """Check a data folder against the input contract; list every violation and exit 1 if any."""
+    from nextbest.contract import validate_dir
+
+    cust, ev, violations = validate_dir(directory)
+    if violations:
+        err.print(f"[red]{len(violations)} contract violation(s) in {directory}:[/red]")
+        for v in violations:
+            err.print("  - " + v.describe(), markup=False, highlight=False)
+        raise typer.Exit(1)
+    console.print(f"[green]ok[/green]: {len(cust):,} customers, {len(ev):,} events follow the contract")
+
+
+@app.command("import-transactions")
+def import_transactions(
+    file: Path = typer.Argument(..., help="Purchase log: CDNOW-style whitespace file or a CSV with a header"),
+    out: Path = typer.Option(..., "--out", help="Folder to write customers.parquet and events.parquet to"),
+    fmt: str = typer.Option("auto", "--format", help="auto | cdnow | csv"),
+    customer_col: str = typer.Option("customer_id", help="CSV column with the customer id"),
+    date_col: str = typer.Option("date", help="CSV column with the purchase date"),
+    amount_col: str = typer.Option("amount", help="CSV column with the purchase amount"),
+    consent: str = typer.Option("", help="Channels every customer consented to and is reachable on, e.g. email,sms"),
+    timezone: str = typer.Option("UTC", help="Timezone of the log's dates and of the customers"),
+):
+    """Convert a transactions-only log into the data contract (registration = first purchase)."""
+    from nextbest.importer import ImportError_, import_transactions as run
+
+    try:
+        cust, ev = run(
+            file,
+            out,
+            fmt=fmt,
+            customer_col=customer_col,
+            date_col=date_col,
+            amount_col=amount_col,
+            consent=tuple(c.strip() for c in consent.split(",") if c.strip()),
+            timezone=timezone,
+        )
+    except ImportError_ as e:
+        err.print(f"[red]{e}[/red]")
+        raise typer.Exit(1) from None
+    console.print(f"wrote {len(cust):,} customers and {len(ev):,} events to {out}")
+    if not consent:
+        console.print("no consent given (--consent): every channel is closed, decisions will be 'no_action'")
+
+
+@app.command()
+def simulate(
+    customers: Optional[int] = typer.Option(None, help="Number of customers (default: world.customers)"),
+    days: Optional[int] = typer.Option(None, help="Days simulated (default: world.days)"),
+    seed: Optional[int] = typer.Option(None, help="Random seed (default: world.seed)"),
+    start: Optional[str] = typer.Option(None, help="First simulated day, YYYY-MM-DD (default: world.start)"),
+    out: Optional[Path] = typer.Option(None, "--out", help="Output folder (default: <data_dir>/world)"),
+    config_dir: Optional[Path] = ConfigDir,
+):
+    """Simulate a CRM world with known truth (customers, events, truth for the oracle)."""
+    from nextbest.simulator import simulate as run
+
+    s = settings_or_exit(config_dir)
+    out = out or s.world_dir
+    world = run(
+        customers=customers or s.world.customers,
+        days=days or s.world.days,
+        seed=s.world.seed if seed is None else seed,
+        start=date.fromisoformat(start) if start else s.world.start,
+        out_dir=out,
+        progress=True,
+    )
+    console.print(f"wrote {len(world.customers):,} customers and {len(world.events):,} events to {out}")
+
+
+@app.command()
+def train(
+    models: list[str] = typer.Argument(None, help="Heads to train: activation churn channel send_time (default: all)"),
+    tuned: bool = typer.Option(True, help="Use the best parameters of a stored Optuna study when there is one"),
+    config_dir: Optional[Path] = ConfigDir,
+):
+    """Train the LightGBM heads, log them to MLflow, register them as @challenger and gate promotion."""
+    from training.train import train_all
+
+    s = settings_or_exit(config_dir)
+    train_all(s, heads=models or None, use_tuned=tuned, progress=True)
+
+
+@app.command()
+def tune(
+    model: str = typer.Option(..., "--model", help="activation | churn | channel | send_time"),
+    trials: int = typer.Option(20, "--trials", min=1),
+    config_dir: Optional[Path] = ConfigDir,
+):
+    """Tune one head with Optuna (pruning; the study is stored and resumable)."""
+    from training.tune import tune as run
+
+    s = settings_or_exit(config_dir)
+    run(s, model, trials)
+
+
+@app.command()
+def promote(
+    model: str = typer.Option(..., "--model", help="activation | churn | channel | send_time"),
+    version: Optional[int] = typer.Option(None, help="Version to promote (default: @challenger)"),
+    force: bool = typer.Option(False, help="Promote even if it does not beat the champion"),
+    config_dir: Optional[Path] = ConfigDir,
+):
+    """Make a challenger the champion if it beats the current champion on the same held-out window."""
+    from training.registry import promote as run
+
+    s = settings_or_exit(config_dir)
+    result = run(s, model, version=version, force=force)
+    console.print(result.message)
+    if not result.promoted:
+        raise typer.Exit(1)
+
+
+@app.command()
+def models(config_dir: Optional[Path] = ConfigDir):
+    """List registered models: versions, aliases and metrics side by side."""
+    from training.registry import models_table
+
+    s = settings_or_exit(config_dir)
+    console.print(models_table(s))
+
+
+@app.command()
+def serve(
+    port: Optional[int] = typer.Option(None, help="Port (default: serving.port)"),
+    config_dir: Optional[Path] = ConfigDir,
+):
+    """Serve POST /next_action and POST /feedback with BentoML (loads the @champion models once)."""
+    from serving.run import serve as run
+
+    s = settings_or_exit(config_dir)
+    run(s, port=port)
+
+
+@app.command()
+def score(
+    as_of: Optional[str] = typer.Option(None, "--as-of", help="Decision time, ISO-8601 (default: the data's end)"),
+    out: Path = typer.Option(..., "--out", help="Output file (.parquet or .csv)"),
+    ids: Optional[Path] = typer.Option(None, "--ids", help="File with one customer id per line (default: everyone)"),
+    config_dir: Optional[Path] = ConfigDir,
+):
+    """Batch: decide for the whole base from historical features, with the same policy as online."""
+    from serving.batch import score as run
+
+    s = settings_or_exit(config_dir)
+    run(s, as_of=as_of, out=out, ids=ids, progress=True)
+
+
+@app.command()
+def report(
+    out: Optional[Path] = typer.Option(None, "--out", help="HTML file (default: <reports_dir>/report.html)"),
+    config_dir: Optional[Path] = ConfigDir,
+):
+    """Write the marketers' HTML report (self-contained) and log it to MLflow."""
+    from training.report import write_report
+
+    s = settings_or_exit(config_dir)
+    path = write_report(s, out=out)
+    console.print(f"report: {path}")
+
+
+@app.command()
+def evaluate(config_dir: Optional[Path] = ConfigDir):
+    """Value of the policy against the oracle, the calendar baseline, random and no action."""
+    from training.evaluate import evaluate as run
+
+    s = settings_or_exit(config_dir)
+    run(s, progress=True)
+
+
+@app.command()
+def demo(
+    customers: Optional[int] = typer.Option(None, help="Customers in the simulated world (default: world.customers)"),
+    serve_after: bool = typer.Option(True, "--serve/--no-serve", help="Start the service at the end"),
+    config_dir: Optional[Path] = ConfigDir,
+):
+    """The whole main job on the embedded default: simulate, features, train, report, serve."""
+    from nextbest.demo import run_demo
+
+    s = settings_or_exit(config_dir)
+    run_demo(s, customers=customers, serve_after=serve_after)
+
+
+def main() -> None:  # pragma: no cover - console entry point
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
