@@ -1,0 +1,124 @@
+"""LightGBM heads: fit, calibrate, predict and measure.
+
+A trained head is a native `lightgbm.Booster` plus a small JSON-able
+contract (inputs, kind, calibration map) - what serving needs to load it
+without MLflow's pyfunc layer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import lightgbm as lgb
+import numpy as np
+from sklearn.isotonic import IsotonicRegression
+from sklearn.metrics import average_precision_score, log_loss, roc_auc_score
+
+KIND = {"activation": "binary", "churn": "binary", "channel": "binary", "send_time": "multiclass"}
+PRIMARY_METRIC = {"activation": "auc", "churn": "auc", "channel": "auc", "send_time": "top3_accuracy"}
+
+DEFAULT_PARAMS = {
+    "learning_rate": 0.08,
+    "num_leaves": 31,
+    "min_data_in_leaf": 100,
+    "feature_fraction": 0.8,
+    "bagging_fraction": 0.8,
+    "bagging_freq": 1,
+    "lambda_l2": 1.0,
+    "verbosity": -1,
+}
+
+
+@dataclass
+class Head:
+    name: str
+    booster: lgb.Booster
+    features: list[str]
+    calibration: dict | None  # {"x": [...], "y": [...]} isotonic map for binary heads
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        raw = self.booster.predict(X, num_threads=1)
+        if self.calibration is not None:
+            return np.interp(raw, self.calibration["x"], self.calibration["y"])
+        return raw
+
+
+def lgb_params(head: str, params: dict | None, seed: int) -> dict:
+    p = {**DEFAULT_PARAMS, **(params or {}), "seed": seed, "num_threads": 2, "deterministic": True, "force_row_wise": True}
+    if KIND[head] == "binary":
+        p.update(objective="binary", metric="binary_logloss")
+    else:
+        p.update(objective="multiclass", num_class=24, metric="multi_logloss")
+    return p
+
+
+def fit(head: str, ds, params: dict | None = None, num_boost_round: int = 300, early_stopping: int = 30,
+        seed: int = 7, callbacks: list | None = None) -> Head:
+    """Train on ds.train, stop early on ds.valid, calibrate binary heads on ds.valid (isotonic)."""
+    p = lgb_params(head, params, seed)
+    dtrain = lgb.Dataset(ds.train.X, ds.train.y, feature_name=list(ds.features), free_raw_data=False)
+    dvalid = lgb.Dataset(ds.valid.X, ds.valid.y, reference=dtrain)
+    booster = lgb.train(
+        p, dtrain, num_boost_round=num_boost_round, valid_sets=[dvalid],
+        callbacks=[lgb.early_stopping(early_stopping, verbose=False), *(callbacks or [])],
+    )
+    calibration = None
+    if KIND[head] == "binary":
+        raw = booster.predict(ds.valid.X, num_threads=2)
+        iso = IsotonicRegression(out_of_bounds="clip", y_min=0.0, y_max=1.0).fit(raw, ds.valid.y)
+        calibration = {"x": iso.X_thresholds_.tolist(), "y": iso.y_thresholds_.tolist()}
+    return Head(head, booster, list(ds.features), calibration)
+
+
+def calibration_error(y: np.ndarray, p: np.ndarray, bins: int = 10) -> float:
+    """Expected calibration error: mean |observed rate - predicted| over equal-width bins, weighted by count."""
+    edges = np.linspace(0, 1, bins + 1)
+    idx = np.clip(np.digitize(p, edges) - 1, 0, bins - 1)
+    err = 0.0
+    for b in range(bins):
+        m = idx == b
+        if m.any():
+            err += m.mean() * abs(y[m].mean() - p[m].mean())
+    return float(err)
+
+
+def lift_top_decile(y: np.ndarray, p: np.ndarray) -> float:
+    k = max(1, len(p) // 10)
+    top = np.argsort(-p, kind="stable")[:k]
+    base = y.mean()
+    return float(y[top].mean() / base) if base > 0 else float("nan")
+
+
+def binary_metrics(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
+    return {
+        "auc": float(roc_auc_score(y, p)),
+        "pr_auc": float(average_precision_score(y, p)),
+        "log_loss": float(log_loss(y, np.clip(p, 1e-6, 1 - 1e-6), labels=[0, 1])),
+        "calibration_error": calibration_error(y, p),
+        "lift_top_decile": lift_top_decile(y, p),
+        "positive_rate": float(y.mean()),
+    }
+
+
+def topk_accuracy(y: np.ndarray, dist: np.ndarray, k: int) -> float:
+    top = np.argsort(-dist, axis=1)[:, :k]
+    return float((top == y[:, None]).any(axis=1).mean())
+
+
+def multiclass_metrics(y: np.ndarray, dist: np.ndarray) -> dict[str, float]:
+    return {
+        "top1_accuracy": topk_accuracy(y, dist, 1),
+        "top3_accuracy": topk_accuracy(y, dist, 3),
+        "log_loss": float(log_loss(y, np.clip(dist, 1e-9, 1), labels=list(range(24)))),
+    }
+
+
+def metrics(head: str, y: np.ndarray, pred: np.ndarray) -> dict[str, float]:
+    return binary_metrics(y, pred) if KIND[head] == "binary" else multiclass_metrics(y, pred)
+
+
+def importance(h: Head, top: int = 25) -> list[tuple[str, float]]:
+    gain = h.booster.feature_importance("gain")
+    order = np.argsort(-gain)[:top]
+    total = gain.sum() or 1.0
+    return [(h.features[i], float(gain[i] / total)) for i in order if gain[i] > 0]

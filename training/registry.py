@@ -1,0 +1,184 @@
+"""MLflow tracking and the model registry: champion / challenger aliases, the
+promotion gate, and loading champions as native boosters for serving."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from nextbest.settings import Settings
+from training.models import KIND, PRIMARY_METRIC, Head, metrics
+
+CHAMPION, CHALLENGER = "champion", "challenger"
+
+
+def model_name(settings: Settings, head: str) -> str:
+    return f"{settings.mlflow.model_prefix}-{head}"
+
+
+def connect(settings: Settings):
+    """Point MLflow at the configured store (SQLite under mlruns/ by default); return the client."""
+    import mlflow
+    from mlflow import MlflowClient
+
+    settings.path(settings.paths.mlruns_dir).mkdir(parents=True, exist_ok=True)
+    mlflow.set_tracking_uri(settings.tracking_uri)
+    mlflow.set_registry_uri(settings.tracking_uri)
+    client = MlflowClient()
+    exp = client.get_experiment_by_name(settings.mlflow.experiment)
+    if exp is None:
+        root = settings.path(settings.mlflow.artifact_root)
+        root.mkdir(parents=True, exist_ok=True)
+        client.create_experiment(settings.mlflow.experiment, artifact_location=root.as_uri())
+    mlflow.set_experiment(settings.mlflow.experiment)
+    return client
+
+
+@dataclass
+class LoadedModel:
+    head: Head
+    version: str
+    contract: dict
+
+
+def _contract_of(local_dir: Path) -> dict:
+    meta = yaml.safe_load((local_dir / "MLmodel").read_text()).get("metadata") or {}
+    if "nextbest" not in meta:
+        raise ValueError(f"{local_dir}: model has no nextbest contract in its metadata")
+    return meta["nextbest"]
+
+
+def load_version(settings: Settings, head: str, ref: str) -> LoadedModel:
+    """Load `models:/<name>/<version>` or `models:/<name>@<alias>` as a native booster + contract."""
+    import lightgbm as lgb
+    import mlflow
+
+    connect(settings)
+    name = model_name(settings, head)
+    uri = f"models:/{name}@{ref}" if not str(ref).isdigit() else f"models:/{name}/{ref}"
+    local = Path(mlflow.artifacts.download_artifacts(uri))
+    contract = _contract_of(local)
+    booster = lgb.Booster(model_file=str(local / "model.lgb"))
+    from mlflow import MlflowClient
+
+    client = MlflowClient()
+    version = ref if str(ref).isdigit() else client.get_model_version_by_alias(name, ref).version
+    return LoadedModel(Head(head, booster, contract["features"], contract.get("calibration")), str(version), contract)
+
+
+def load_champions(settings: Settings, heads=("activation", "churn", "channel", "send_time")) -> tuple[dict, dict]:
+    """{head: LoadedModel} for each head that has a @champion; {head: reason} for the others."""
+    from mlflow.exceptions import MlflowException
+
+    loaded, missing = {}, {}
+    for head in heads:
+        try:
+            loaded[head] = load_version(settings, head, CHAMPION)
+        except MlflowException as e:
+            missing[head] = f"no @champion for {model_name(settings, head)} ({str(e).splitlines()[0][:120]})"
+        except (OSError, ValueError) as e:
+            missing[head] = f"cannot load {model_name(settings, head)}@champion: {e}"
+    return loaded, missing
+
+
+@dataclass
+class PromotionResult:
+    promoted: bool
+    message: str
+    challenger_score: float | None = None
+    champion_score: float | None = None
+
+
+def _score_on(head: str, model: Head, ds) -> float:
+    cols = [ds.features.index(f) if f in ds.features else -1 for f in model.features]
+    X = np.column_stack([ds.test.X[:, c] if c >= 0 else np.full(len(ds.test.y), np.nan, np.float32) for c in cols])
+    pred = model.predict(X.astype(np.float32))
+    return metrics(head, ds.test.y, pred)[PRIMARY_METRIC[head]]
+
+
+def gate(settings: Settings, head: str, version: str, challenger: Head, ds, force: bool = False) -> PromotionResult:
+    """Make `version` the champion only if it beats the champion on the same held-out window by the margin."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient()
+    name = model_name(settings, head)
+    metric = PRIMARY_METRIC[head]
+    margin = settings.training.promotion_margin
+    new = _score_on(head, challenger, ds)
+    try:
+        current = client.get_model_version_by_alias(name, CHAMPION)
+    except Exception:
+        current = None
+    if current is None:
+        client.set_registered_model_alias(name, CHAMPION, version)
+        return PromotionResult(True, f"{name} v{version} is the first champion (test {metric} {new:.4f})", new)
+    if current.version == str(version):
+        return PromotionResult(False, f"{name} v{version} is already the champion", new)
+    champ = load_version(settings, head, current.version).head
+    old = _score_on(head, champ, ds)
+    if new >= old + margin or force:
+        client.set_registered_model_alias(name, CHAMPION, version)
+        how = "forced: " if force and new < old + margin else ""
+        return PromotionResult(
+            True,
+            f"{how}{name} v{version} replaces champion v{current.version} "
+            f"(test {metric} {new:.4f} vs {old:.4f}, margin {margin})", new, old)
+    return PromotionResult(
+        False,
+        f"{name} v{version} stays @challenger: test {metric} {new:.4f} does not beat champion "
+        f"v{current.version} ({old:.4f}) by the margin {margin}", new, old)
+
+
+def promote(settings: Settings, head: str, version: int | None = None, force: bool = False) -> PromotionResult:
+    """CLI promotion: re-evaluate challenger and champion on the challenger's held-out window."""
+    from training.datasets import build_dataset, load_sources
+
+    client = connect(settings)
+    name = model_name(settings, head)
+    ref = str(version) if version is not None else CHALLENGER
+    try:
+        cand = load_version(settings, head, ref)
+    except Exception as e:
+        return PromotionResult(False, f"{name}: no version {ref!r} to promote ({str(e).splitlines()[0][:160]})")
+    ds = build_dataset(settings, head, load_sources(settings))
+    result = gate(settings, head, cand.version, cand.head, ds, force=force)
+    if result.promoted:
+        client.set_model_version_tag(name, cand.version, "promoted_by", "forced" if force else "gate")
+    return result
+
+
+def models_table(settings: Settings):
+    """A rich table: every version of every head, its aliases and its test metrics side by side."""
+    from mlflow import MlflowClient
+    from rich.table import Table
+
+    connect(settings)
+    client = MlflowClient()
+    table = Table(title="nextbest models")
+    for col in ("model", "version", "aliases", "metric", "test", "baseline", "oracle", "created"):
+        table.add_column(col)
+    for head in KIND:
+        name = model_name(settings, head)
+        try:
+            versions = client.search_model_versions(f"name='{name}'")
+        except Exception:
+            versions = []
+        for v in sorted(versions, key=lambda v: int(v.version)):
+            run = client.get_run(v.run_id) if v.run_id else None
+            m = run.data.metrics if run else {}
+            key = PRIMARY_METRIC[head]
+            fmt = lambda x: "-" if x is None else f"{x:.4f}"  # noqa: E731
+            table.add_row(
+                name, v.version, ",".join(sorted(v.aliases)) or "-", key,
+                fmt(m.get(f"test_{key}")), fmt(m.get(f"baseline_{key}")), fmt(m.get(f"oracle_{key}")),
+                str(np.datetime64(int(v.creation_timestamp), "ms"))[:19],
+            )
+    return table
+
+
+def contract_json(contract: dict) -> str:
+    return json.dumps(contract, indent=2, default=str)

@@ -1,0 +1,157 @@
+"""`nextbest train`: build datasets, fit the heads, log everything to MLflow,
+register each as @challenger and let the gate decide @champion."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+from rich.console import Console
+
+from nextbest.settings import Settings
+from training import baselines as B
+from training import models as M
+from training.datasets import HEADS, Dataset, SkipHead, build_dataset, load_sources
+from training.registry import CHALLENGER, connect, gate, model_name
+
+console = Console()
+
+
+@dataclass
+class HeadResult:
+    head: str
+    status: str  # trained | skipped
+    message: str
+    version: str | None = None
+    promoted: bool = False
+    metrics: dict = field(default_factory=dict)
+    baseline: dict = field(default_factory=dict)
+    oracle: dict | None = None
+    seconds: float = 0.0
+
+
+def load_oracle(settings: Settings):
+    """The simulator's oracle when the world was simulated (truth.parquet present), else None."""
+    if not (settings.world_dir / "truth.parquet").exists():
+        return None
+    from nextbest.simulator import Oracle
+
+    return Oracle.load(settings.world_dir)
+
+
+def tuned_params(settings: Settings, head: str) -> dict | None:
+    from training.tune import best_params
+
+    return best_params(settings, head)
+
+
+def predict_test(head: str, model: M.Head, ds: Dataset) -> np.ndarray:
+    return model.predict(ds.test.X)
+
+
+def _signature(ds: Dataset, pred: np.ndarray):
+    from mlflow.models import infer_signature
+
+    import pandas as pd
+
+    sample = pd.DataFrame(ds.test.X[:50], columns=ds.features)
+    return infer_signature(sample, pred[:50])
+
+
+def train_head(settings: Settings, head: str, src, use_tuned: bool = True, oracle=None) -> HeadResult:
+    import mlflow
+
+    t0 = time.perf_counter()
+    try:
+        ds = build_dataset(settings, head, src)
+    except SkipHead as e:
+        return HeadResult(head, "skipped", str(e))
+    params = tuned_params(settings, head) if use_tuned else None
+    tr = settings.training
+    model = M.fit(head, ds, params, tr.num_boost_round, tr.early_stopping_rounds, tr.seed)
+    pred = predict_test(head, model, ds)
+    test_metrics = M.metrics(head, ds.test.y, pred)
+    base_name, base = B.baseline_metrics(ds)
+    orc = B.oracle_metrics(ds, oracle, settings)
+    contract = {
+        "head": head,
+        "kind": M.KIND[head],
+        "features": ds.features,
+        "feature_service": settings.features.feature_service,
+        "label_definition": ds.label_definition,
+        "horizon_days": ds.horizon_days,
+        "calibration": model.calibration,
+        "primary_metric": M.PRIMARY_METRIC[head],
+        "time_range": ds.time_range,
+    }
+    name = model_name(settings, head)
+    with mlflow.start_run(run_name=f"{head}-{time.strftime('%Y%m%d-%H%M%S')}") as run:
+        mlflow.set_tags({"head": head, "feature_service": settings.features.feature_service,
+                         "label_definition": ds.label_definition, "baseline": base_name})
+        mlflow.log_params({
+            **{f"lgb_{k}": v for k, v in M.lgb_params(head, params, tr.seed).items()},
+            "best_iteration": model.booster.best_iteration, "tuned": params is not None,
+            "horizon_days": ds.horizon_days, "activation_window_days": settings.features.activation_window_days,
+            "n_features": len(ds.features), **{f"rows_{k}": v for k, v in ds.sizes.items()},
+            **{f"data_{k}": v for k, v in ds.time_range.items()},
+        })
+        mlflow.log_metrics({f"test_{k}": v for k, v in test_metrics.items() if np.isfinite(v)})
+        mlflow.log_metrics({f"baseline_{k}": v for k, v in base.items()})
+        if orc:
+            mlflow.log_metrics({f"oracle_{k}": v for k, v in orc.items()})
+        mlflow.log_dict({"features": ds.features, "feature_service": settings.features.feature_service}, "features.json")
+        mlflow.log_dict(dict(M.importance(model, top=len(ds.features))), "feature_importance.json")
+        mlflow.log_dict(contract, "contract.json")
+        info = mlflow.lightgbm.log_model(
+            model.booster, name="model", signature=_signature(ds, pred), registered_model_name=name,
+            metadata={"nextbest": json.loads(json.dumps(contract, default=str))},
+        )
+        version = str(info.registered_model_version)
+        mlflow.set_tag("registered_version", version)
+    from mlflow import MlflowClient
+
+    MlflowClient().set_registered_model_alias(name, CHALLENGER, version)
+    result = gate(settings, head, version, model, ds)
+    return HeadResult(head, "trained", result.message, version, result.promoted, test_metrics,
+                      {"name": base_name, **base}, orc, time.perf_counter() - t0)
+
+
+def train_all(settings: Settings, heads=None, use_tuned: bool = True, progress: bool = False) -> list[HeadResult]:
+    heads = list(heads or HEADS)
+    unknown = [h for h in heads if h not in HEADS]
+    if unknown:
+        raise SystemExit(f"unknown head(s) {unknown}; choose from {', '.join(HEADS)}")
+    connect(settings)
+    with console.status("reading data and features") if progress else _null():
+        src = load_sources(settings)
+        oracle = load_oracle(settings)
+    results = []
+    for i, head in enumerate(heads, 1):
+        with console.status(f"[{i}/{len(heads)}] training {head}") if progress else _null():
+            r = train_head(settings, head, src, use_tuned, oracle)
+        results.append(r)
+        if progress:
+            _print_result(r)
+    return results
+
+
+def _print_result(r: HeadResult) -> None:
+    if r.status == "skipped":
+        console.print(f"[yellow]skipped[/yellow] {r.message}")
+        return
+    key = M.PRIMARY_METRIC[r.head]
+    orc = f", oracle {r.oracle[key]:.3f}" if r.oracle and key in r.oracle else ""
+    console.print(
+        f"[green]trained[/green] {r.head} v{r.version} in {r.seconds:.0f}s: test {key} {r.metrics[key]:.3f} "
+        f"(baseline {r.baseline.get(key, float('nan')):.3f} [{r.baseline['name']}]{orc}) - {r.message}"
+    )
+
+
+class _null:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *a):
+        return False
