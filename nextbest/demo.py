@@ -1,0 +1,80 @@
+"""`make demo`: the whole main job on the embedded default, stage by stage."""
+
+from __future__ import annotations
+
+import json
+import time
+from contextlib import contextmanager
+
+from rich.console import Console
+from rich.rule import Rule
+
+from nextbest.settings import Settings
+
+console = Console()
+
+
+@contextmanager
+def stage(name: str):
+    console.print(Rule(f"[bold]{name}"))
+    t0 = time.perf_counter()
+    yield
+    console.print(f"[dim]{name}: {time.perf_counter() - t0:.1f}s[/dim]")
+
+
+def _world_is_current(settings: Settings, customers: int) -> bool:
+    meta = settings.world_dir / "world.json"
+    if not meta.exists():
+        return False
+    try:
+        m = json.loads(meta.read_text())
+    except ValueError:
+        return False
+    w = settings.world
+    return (m.get("customers"), m.get("days"), m.get("seed"), str(m.get("start"))) == (
+        customers, w.days, w.seed, str(w.start))
+
+
+def run_demo(settings: Settings, customers: int | None = None, serve_after: bool = True) -> dict:
+    from features import pipeline, store
+    from nextbest.simulator import simulate
+    from serving.batch import score
+    from training.report import write_report
+    from training.train import train_all
+
+    customers = customers or settings.world.customers
+    out: dict = {}
+    t_start = time.perf_counter()
+    with stage(f"1/6 simulate a world of {customers:,} customers over {settings.world.days} days"):
+        if _world_is_current(settings, customers):
+            console.print(f"world already simulated with these parameters: {settings.world_dir}")
+        else:
+            simulate(customers=customers, days=settings.world.days, seed=settings.world.seed,
+                     start=settings.world.start, out_dir=settings.world_dir, progress=True)
+    with stage("2/6 build point-in-time features"):
+        out["features"] = pipeline.build(settings, progress=True)
+    with stage("3/6 register the feature repository and materialise the online store"):
+        store.apply(settings)
+        out["materialize"] = store.materialize(settings, progress=True)
+    with stage("4/6 train, track and gate the four models"):
+        out["train"] = train_all(settings, progress=True)
+    with stage("5/6 score the whole base (batch, same policy as online)"):
+        scores_path = settings.data_dir / "scores" / "latest.parquet"
+        out["score"] = score(settings, as_of=None, out=scores_path, ids=None, progress=True)
+    with stage("6/6 write the marketers' report"):
+        report = write_report(settings)
+        out["report"] = report
+    console.print(Rule("[bold green]pipeline done"))
+    console.print(f"pipeline time: {time.perf_counter() - t_start:.0f}s")
+    console.print(f"[bold]report:[/bold] {report}")
+    s = settings.serving
+    console.print(
+        "[bold]try it[/bold] once the service is up:\n"
+        f"  curl -s -X POST http://{s.host}:{s.port}/next_action -H 'content-type: application/json' \\\n"
+        "       -d '{\"customers\": [{\"customer_id\": \"C0000001\"}]}'"
+    )
+    if serve_after:
+        from serving.run import serve
+
+        serve(settings)
+    return out

@@ -1,0 +1,80 @@
+"""Model scores for a batch of customers: the champions as native boosters on
+numpy, one predict call per head. Shared by the online service and batch scoring.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from features.names import CHANNELS
+
+log = logging.getLogger("nextbest.serving")
+HEADS = ("activation", "churn", "channel", "send_time")
+
+
+@dataclass
+class Scores:
+    p_activation: np.ndarray | None
+    p_churn: np.ndarray | None
+    p_response: np.ndarray | None  # [n, len(CHANNELS)] at each customer's best hour
+    hour_dist: np.ndarray | None  # [n, 24]
+
+
+@dataclass
+class Scorer:
+    """Champion heads bound to the column layout of the online feature vector."""
+
+    feature_names: list[str]
+    models: dict = field(default_factory=dict)  # head -> LoadedModel
+    unavailable: dict = field(default_factory=dict)  # head -> reason
+    _cols: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        index = {f: i for i, f in enumerate(self.feature_names)}
+        for head, m in list(self.models.items()):
+            wanted = [f for f in m.head.features if f not in ("msg_channel_code", "msg_local_hour")]
+            missing = [f for f in wanted if f not in index]
+            if missing:
+                self.unavailable[head] = (
+                    f"{head} v{m.version} needs features the feature service does not supply: {missing[:5]}"
+                )
+                log.error("refusing model: %s", self.unavailable[head])
+                del self.models[head]
+                continue
+            self._cols[head] = np.array([index[f] for f in wanted], dtype=np.int64)
+
+    @classmethod
+    def from_registry(cls, settings, feature_names: list[str]) -> "Scorer":
+        from training.registry import load_champions
+
+        loaded, missing = load_champions(settings, HEADS)
+        return cls(list(feature_names), loaded, dict(missing))
+
+    @property
+    def versions(self) -> dict[str, str]:
+        return {h: m.version for h, m in self.models.items()}
+
+    def score(self, X: np.ndarray, best_hour: np.ndarray | None = None) -> Scores:
+        n = len(X)
+        out = {}
+        for head in ("activation", "churn"):
+            m = self.models.get(head)
+            out[head] = None if m is None or n == 0 else m.head.predict(X[:, self._cols[head]])
+        hour_dist = None
+        m = self.models.get("send_time")
+        if m is not None and n:
+            hour_dist = m.head.predict(X[:, self._cols["send_time"]]).reshape(n, 24)
+        p_response = None
+        m = self.models.get("channel")
+        if m is not None and n:
+            if best_hour is None:
+                best_hour = hour_dist.argmax(axis=1) if hour_dist is not None else np.full(n, 10)
+            base = X[:, self._cols["channel"]]
+            k = len(CHANNELS)
+            rows = np.repeat(base, k, axis=0)
+            extra = np.column_stack([np.tile(np.arange(k, dtype=np.float32), n), np.repeat(best_hour, k)])
+            p_response = m.head.predict(np.hstack([rows, extra.astype(np.float32)])).reshape(n, k)
+        return Scores(out["activation"], out["churn"], p_response, hour_dist)
