@@ -104,7 +104,7 @@ def simulate(
         customers=customers or s.world.customers,
         days=days or s.world.days,
         seed=s.world.seed if seed is None else seed,
-        start=date.fromisoformat(start) if start else s.world.start,
+        start=date.fromisoformat(start) if start else s.world.start_date,
         out_dir=out,
         progress=True,
     )

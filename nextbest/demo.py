@@ -32,7 +32,7 @@ def _world_is_current(settings: Settings, customers: int) -> bool:
         return False
     w = settings.world
     return (m.get("customers"), m.get("days"), m.get("seed"), str(m.get("start"))) == (
-        customers, w.days, w.seed, str(w.start))
+        customers, w.days, w.seed, str(w.start_date))
 
 
 def run_demo(settings: Settings, customers: int | None = None, serve_after: bool = True) -> dict:
@@ -50,7 +50,7 @@ def run_demo(settings: Settings, customers: int | None = None, serve_after: bool
             console.print(f"world already simulated with these parameters: {settings.world_dir}")
         else:
             simulate(customers=customers, days=settings.world.days, seed=settings.world.seed,
-                     start=settings.world.start, out_dir=settings.world_dir, progress=True)
+                     start=settings.world.start_date, out_dir=settings.world_dir, progress=True)
     with stage("2/6 build point-in-time features"):
         out["features"] = pipeline.build(settings, progress=True)
     with stage("3/6 register the feature repository and materialise the online store"):

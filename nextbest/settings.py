@@ -44,7 +44,13 @@ class World(_Strict):
     customers: int = Field(20000, ge=10, le=10_000_000)
     days: int = Field(365, ge=30, le=3650)
     seed: int = 7
-    start: date = date(2025, 1, 1)
+    start: date | Literal["auto"] = "auto"  # "auto": the world ends today, so live calls meet fresh features
+
+    @property
+    def start_date(self) -> date:
+        from datetime import timedelta
+
+        return date.today() - timedelta(days=self.days) if self.start == "auto" else self.start
 
 
 class Features(_Strict):

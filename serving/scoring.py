@@ -57,7 +57,8 @@ class Scorer:
     def versions(self) -> dict[str, str]:
         return {h: m.version for h, m in self.models.items()}
 
-    def score(self, X: np.ndarray, best_hour: np.ndarray | None = None) -> Scores:
+    def score(self, X: np.ndarray, allowed_hours: np.ndarray | None = None) -> Scores:
+        """Scores for the rows of X; the channel head is asked at each customer's best allowed hour."""
         n = len(X)
         out = {}
         for head in ("activation", "churn"):
@@ -70,8 +71,11 @@ class Scorer:
         p_response = None
         m = self.models.get("channel")
         if m is not None and n:
-            if best_hour is None:
-                best_hour = hour_dist.argmax(axis=1) if hour_dist is not None else np.full(n, 10)
+            if hour_dist is not None:
+                masked = hour_dist if allowed_hours is None else np.where(allowed_hours[None, :], hour_dist, -np.inf)
+                best_hour = masked.argmax(axis=1).astype(np.float32)
+            else:
+                best_hour = np.full(n, 10, np.float32)
             base = X[:, self._cols["channel"]]
             k = len(CHANNELS)
             rows = np.repeat(base, k, axis=0)

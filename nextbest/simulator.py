@@ -1,0 +1,1142 @@
+"""A simulated CRM world with known truth, and the oracle that knows it.
+
+The generative story
+--------------------
+* **Customers** register over time: about 40% during the year before ``start``
+  (their history up to ``start`` is simulated too, so day one already has
+  active, at-risk and lapsed customers), the rest over ``[start, start+days)``.
+  Each one has a segment (b2c / b2b), a region, a company size (b2b), a sector
+  or store type, an IANA timezone, and per-channel consent and reachability
+  (some have no e-mail address at all).
+* **Latent traits** (``truth``), shifted by the attributes so they can be
+  learnt from features: an activation hazard that fades with the time since
+  registration (about 30% of registrants never buy), a purchase rate, a dropout
+  hazard, a peak click probability per channel, a preferred local engagement
+  hour with a concentration, an offer sensitivity and a basket size.
+* **Activation.** The first purchase comes from the fading hazard
+  ``lam0 * exp(-age / tau)``. The **activation window** (11 days) then opens:
+  the customer cannot drop out inside it, and a second purchase inside it
+  forms the habit, which multiplies the dropout hazard by 0.4 for good.
+* **Retention and attrition.** After the window an alive customer buys as a
+  Poisson process (rate ``purchase_rate``) until an exponential dropout
+  (``dropout_hazard``, or the reduced one); a dropped-out customer buys no
+  more on their own and only a message can still bring a one-off purchase.
+* **Behaviour.** Visits (some ending in an abandoned cart), purchases and
+  message opens / clicks happen at hours drawn from a von Mises distribution
+  around the customer's preferred *local* hour, converted to UTC through the
+  customer's timezone (daylight saving included).
+* **Legacy marketing.** A calendar-driven history: a weekly e-mail (Tuesday),
+  a weekly push (Thursday), an SMS every two weeks (Wednesday), a print
+  mailing on the first Monday of the month and in-app messages on visits (at
+  most one a week). Each calendar campaign goes out at one local hour that
+  rotates between campaigns (8, 10, 12, 15, 18, 20), only to consented and
+  reachable customers, with the action of the catalogue chosen by lifecycle
+  stage; a random 10% of each campaign's targets is held out as control.
+  A message is clicked with probability ``p_response(channel, send hour)``;
+  a click converts with probability ``lift * g`` (``g`` = P(activation, 30
+  days) for activation actions, P(churn, 60 days) for churn actions, 1
+  otherwise), and purchase-type actions then produce a purchase.
+
+:func:`simulate` returns a :class:`World`; :class:`Oracle` answers the true
+probabilities behind it (activation, churn, response, engagement hour) and
+the true expected value of an action.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from pathlib import Path
+from typing import Mapping
+
+import numpy as np
+import pandas as pd
+
+from nextbest.contract import EVENT_TYPES, write_world
+from nextbest.settings import CHANNELS, STAGES
+
+# --- world constants ----------------------------------------------------------
+PRE_DAYS = 365  # history simulated before `start`
+PRE_SHARE = 0.40  # share of customers registered during the year before `start`
+HABIT_DROPOUT_MULTIPLIER = 0.4  # dropout hazard after a second purchase inside the window
+CONTROL_SHARE = 0.10
+SEND_HOURS = (8, 10, 12, 15, 18, 20)  # local hours the calendar campaigns rotate through
+INAPP_MIN_GAP_DAYS = 7.0
+
+SEGMENTS = ("b2c", "b2b")
+REGIONS = ("north", "south", "east", "west", "central")
+COMPANY_SIZES = ("micro", "small", "medium", "large")
+B2B_SECTORS = ("retail", "construction", "services", "manufacturing", "hospitality")
+B2C_SECTORS = ("hypermarket", "supermarket", "proximity", "online")
+TIMEZONES = (
+    "Europe/Paris",
+    "Europe/Berlin",
+    "Europe/London",
+    "Europe/Madrid",
+    "Europe/Rome",
+    "America/New_York",
+    "America/Sao_Paulo",
+    "Asia/Tokyo",
+)
+TIMEZONE_P = (0.45, 0.12, 0.12, 0.10, 0.06, 0.06, 0.04, 0.05)
+
+CH = {c: i for i, c in enumerate(CHANNELS)}
+EMAIL, SMS, PUSH, IN_APP, PRINT = (CH[c] for c in ("email", "sms", "push", "in_app", "print"))
+ST = {s: i for i, s in enumerate(STAGES)}
+ET = {e: i for i, e in enumerate(EVENT_TYPES)}
+
+# channel mechanics (indexed by channel code)
+PEAK_CLICK = np.array([0.085, 0.10, 0.075, 0.065, 0.045])  # median peak click probability
+P_DELIVER = np.array([0.96, 0.97, 0.93, 1.0, 0.98])
+OPEN_MULT = np.array([4.0, 1.0, 3.0, 2.5, 1.0])  # opens per click (1 = opens are not tracked)
+HAS_OPENS = np.array([True, False, True, True, False])
+P_UNSUB = np.array([0.0025, 0.003, 0.0015, 0.0, 0.001])  # per delivered message
+DELIVERY_DAYS = np.array([2 / 1440, 0.5 / 1440, 0.5 / 1440, 0.0, 2.0])
+
+# consent / reachability rates: (b2c, b2b) per channel
+CONSENT_P = np.array([[0.72, 0.80], [0.45, 0.35], [0.55, 0.45], [0.85, 0.80], [0.40, 0.50]])
+REACH_P = np.array([[0.86, 0.94], [0.78, 0.70], [0.45, 0.30], [0.60, 0.50], [0.93, 0.97]])
+
+# legacy targeting: weight of each action when several fit the stage and channel
+LEGACY_WEIGHTS = {
+    "welcome": 5.0,
+    "activation_nudge": 3.0,
+    "activation_nudge_incentive": 1.0,
+    "second_use_nudge": 5.0,
+    "cross_sell": 3.0,
+    "loyalty_reward": 1.5,
+    "satisfaction_survey": 1.0,
+    "anti_attrition_offer": 3.0,
+    "win_back": 5.0,
+    "contact_enrichment": 2.0,
+}
+# actions whose success is not a purchase (answering a survey, completing a profile...)
+NON_PURCHASE_ACTIONS = frozenset({"welcome", "satisfaction_survey", "contact_enrichment"})
+
+
+# --- shared probability formulas (simulator and oracle use the same ones) -------
+def p_first_purchase(lam0, tau, age, horizon):
+    """P(first purchase in (age, age+horizon]) under the fading hazard lam0*exp(-t/tau)."""
+    age = np.maximum(age, 0.0)
+    mass = lam0 * tau * (np.exp(-age / tau) - np.exp(-(age + horizon) / tau))
+    return -np.expm1(-mass)
+
+
+def p_second_in_window(mu, remaining):
+    """P(a purchase within the remaining window days) for an alive customer."""
+    return -np.expm1(-mu * np.maximum(remaining, 0.0))
+
+
+def _no_purchase_competing(mu, delta, x):
+    """P(no purchase in x days) with purchase rate mu and dropout hazard delta."""
+    r = mu + delta
+    e = np.exp(-r * x)
+    return delta / r * (1.0 - e) + e
+
+
+def p_no_purchase(mu, delta_after, window_left, horizon):
+    """P(no purchase in horizon) for an alive customer: no dropout inside the window, then competing risks."""
+    w = np.maximum(window_left, 0.0)
+    inside = np.exp(-mu * np.minimum(horizon, w))
+    return inside * _no_purchase_competing(mu, delta_after, np.maximum(horizon - w, 0.0))
+
+
+def hour_factor(hour, pref, kappa):
+    """Send-hour multiplier of the click probability: 1 at the preferred local hour."""
+    return np.exp(kappa * (np.cos(2.0 * np.pi * (hour - pref) / 24.0) - 1.0))
+
+
+def hour_distribution(pref, kappa, steps: int = 12) -> np.ndarray:
+    """(n, 24) probability of each local hour for von Mises engagement times around `pref`."""
+    pref = np.asarray(pref, float)[:, None]
+    kappa = np.asarray(kappa, float)[:, None]
+    grid = (np.arange(24 * steps) + 0.5) / steps
+    dens = np.exp(kappa * (np.cos(2.0 * np.pi * (grid[None, :] - pref) / 24.0) - 1.0))
+    bins = dens.reshape(len(pref), 24, steps).sum(axis=2)
+    return bins / bins.sum(axis=1, keepdims=True)
+
+
+# --- the world ------------------------------------------------------------------
+@dataclass
+class World:
+    """A simulated world: the contract's two tables plus the hidden truth."""
+
+    customers: pd.DataFrame
+    events: pd.DataFrame
+    truth: pd.DataFrame
+    targets: pd.DataFrame | None = None  # every campaign target, control included
+    campaigns: pd.DataFrame | None = None  # the legacy calendar
+    params: dict = field(default_factory=dict)
+
+    def oracle(self) -> "Oracle":
+        window = self.params.get("activation_window_days", 11)
+        return Oracle(self.truth, self.customers, self.events, window_days=window)
+
+
+def _release_memory() -> None:
+    """Hand freed heap pages back to the system (glibc keeps them otherwise); a no-op elsewhere."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
+def _lognormal(rng, n, sigma):
+    return np.exp(rng.normal(0.0, sigma, n))
+
+
+class _Sim:
+    """The simulation engine: per-customer next-event times, advanced day by day."""
+
+    # next-event columns
+    P, V, W, D, C = range(5)
+
+    def __init__(self, n: int, days: int, seed: int, start: date, settings, progress: bool):
+        if n < 1 or days < 1:
+            raise ValueError("customers and days must be positive")
+        self.n, self.days, self.seed, self.start, self.progress = n, days, seed, start, progress
+        self.rng = np.random.default_rng(seed)
+        self.S = float(PRE_DAYS)  # index of `start`
+        self.E = float(PRE_DAYS + days)  # end (exclusive)
+        self.end_sec = int(self.E * 86400)  # events are buffered as int32 seconds; this one is dropped
+        self.t0 = pd.Timestamp(start - timedelta(days=PRE_DAYS), tz="UTC")
+        f = settings.features
+        self.window = float(f.activation_window_days)
+        self.at_risk_days, self.lapsed_days = float(f.at_risk_days), float(f.lapsed_days)
+        self.horizon_act = float(settings.training.activation_horizon_days)
+        self.horizon_churn = float(settings.training.churn_horizon_days)
+        self._catalogue(settings.actions)
+        self._offsets()
+        self._events: list[tuple] = []
+        self._compacted = 0
+        self._targets: list[tuple] = []
+        self.campaign_ids: list[str] = []
+        self.campaign_meta: list[dict] = []
+        self.dropped_conversions = 0
+
+    # -- set-up ----------------------------------------------------------------
+    def _catalogue(self, actions: Mapping) -> None:
+        self.action_ids = tuple(actions)
+        A = len(self.action_ids)
+        self.a_lift = np.array([actions[a].lift for a in self.action_ids])
+        drivers = ("response", "activation", "churn")
+        self.a_driver = np.array([drivers.index(actions[a].driver) for a in self.action_ids])
+        self.a_purchase = np.array([a not in NON_PURCHASE_ACTIONS for a in self.action_ids])
+        self.a_channel = np.zeros((A, len(CHANNELS)), bool)
+        self.a_stage = np.zeros((A, len(STAGES)), bool)
+        for k, a in enumerate(self.action_ids):
+            for c in actions[a].cost:
+                self.a_channel[k, CH[c]] = True
+            for s in actions[a].stages:
+                self.a_stage[k, ST[s]] = True
+        self.a_requires = [actions[a].requires for a in self.action_ids]
+        self.a_max_tenure = np.array([actions[a].max_tenure_days or np.inf for a in self.action_ids], float)
+        self.a_weight = np.array([LEGACY_WEIGHTS.get(a, 1.0) for a in self.action_ids])
+
+    def _offsets(self) -> None:
+        """UTC offsets (days) per timezone and UTC day, taken at noon; rows are day index + 3."""
+        ndays = int(self.E) + 8
+        noon = pd.date_range(self.t0 - pd.Timedelta(days=3), periods=ndays, freq="D") + pd.Timedelta(hours=12)
+        naive = noon.tz_localize(None)
+        self.off = np.empty((len(TIMEZONES), ndays))
+        for k, tz in enumerate(TIMEZONES):
+            local = noon.tz_convert(tz).tz_localize(None)
+            self.off[k] = (local - naive).total_seconds().to_numpy() / 86400.0
+
+    def _off(self, idx, t):
+        d = np.clip(np.floor(t).astype(np.int64) + 3, 0, self.off.shape[1] - 1)
+        return self.off[self.tz[idx], d]
+
+    def to_local(self, idx, t):
+        return t + self._off(idx, t)
+
+    def to_utc(self, idx, local):
+        return local - self._off(idx, local)
+
+    def _population(self) -> None:
+        rng, n = self.rng, self.n
+        b2b = rng.random(n) < 0.30
+        self.segment = b2b.astype(np.int8)
+        self.region = rng.choice(len(REGIONS), n, p=[0.22, 0.20, 0.18, 0.20, 0.20]).astype(np.int8)
+        size = rng.choice(len(COMPANY_SIZES), n, p=[0.45, 0.30, 0.17, 0.08])
+        self.size = np.where(b2b, size, -1).astype(np.int8)
+        sec_b2b = rng.choice(len(B2B_SECTORS), n, p=[0.25, 0.20, 0.30, 0.15, 0.10])
+        sec_b2c = rng.choice(len(B2C_SECTORS), n, p=[0.30, 0.30, 0.20, 0.20])
+        self.sector_b2b = np.where(b2b, sec_b2b, -1).astype(np.int8)
+        self.sector_b2c = np.where(b2b, -1, sec_b2c).astype(np.int8)
+        self.tz = rng.choice(len(TIMEZONES), n, p=TIMEZONE_P).astype(np.int8)
+
+        seg = self.segment.astype(int)
+        self.consent = rng.random((n, 5)) < CONSENT_P[:, seg].T
+        self.reach = rng.random((n, 5)) < REACH_P[:, seg].T
+
+        # registration: 40% in the year before start, the rest over the simulated period
+        pre = rng.random(n) < PRE_SHARE
+        day = np.where(pre, rng.random(n) * PRE_DAYS, self.S + rng.random(n) * self.days)
+        self.reg_day = np.floor(day)
+
+        # --- latent traits -------------------------------------------------------
+        r, s2b, s2c, sz = self.region, self.sector_b2b, self.sector_b2c, self.size
+        on_b2c = lambda table: np.where(s2c >= 0, np.asarray(table)[np.maximum(s2c, 0)], 0.0)  # noqa: E731
+        on_b2b = lambda table: np.where(s2b >= 0, np.asarray(table)[np.maximum(s2b, 0)], 0.0)  # noqa: E731
+        on_size = lambda table: np.where(sz >= 0, np.asarray(table)[np.maximum(sz, 0)], 0.0)  # noqa: E731
+
+        # activation: total hazard A = lam0 * tau, P(never buys) = exp(-A)
+        log_a = (
+            0.20
+            + 0.25 * b2b
+            + np.array([0.0, -0.15, -0.25, 0.10, 0.20])[r]
+            + on_b2c([0.0, 0.10, -0.15, 0.35])
+            + on_b2b([0.10, -0.20, 0.15, 0.0, 0.20])
+            + rng.normal(0.0, 0.9, n)
+        )
+        total = np.exp(log_a)
+        self.tau = np.where(b2b, 18.0, 11.0) * _lognormal(rng, n, 0.35)
+        self.lam0 = total / self.tau
+
+        # purchase rate per day while alive
+        log_mu = (
+            np.log(1 / 30)
+            + np.log(2.4) * b2b
+            + on_size([0.0, 0.20, 0.45, 0.70])
+            + on_b2c([0.0, 0.25, 0.50, -0.25])
+            + on_b2b([0.30, -0.10, 0.0, 0.10, 0.40])
+            + np.array([0.0, 0.08, -0.08, 0.0, 0.05])[r]
+            + rng.normal(0.0, 0.5, n)
+        )
+        self.mu = np.clip(np.exp(log_mu), 0.003, 1.0)
+
+        # dropout hazard per day after the activation window (without the habit)
+        log_delta = (
+            np.log(1 / 150)
+            + np.log(0.6) * b2b
+            + on_size([0.0, -0.10, -0.20, -0.35])
+            + on_b2c([0.0, -0.10, -0.20, 0.30])
+            + np.array([0.0, 0.10, 0.15, -0.05, 0.0])[r]
+            + rng.normal(0.0, 0.45, n)
+        )
+        self.delta = np.exp(log_delta)
+        self.delta_eff = np.full(n, np.nan)
+
+        # channel responsiveness: peak click probability per channel
+        shift = np.zeros((n, 5))
+        shift += b2b[:, None] * np.array([0.30, -0.30, -0.50, -0.20, 0.20])
+        region_shift = np.array(
+            [
+                [0.20, 0.0, 0.0, 0.0, 0.0],  # north: e-mail
+                [0.0, 0.40, 0.0, 0.0, 0.10],  # south: sms
+                [0.0, 0.0, 0.0, 0.0, 0.35],  # east: print
+                [0.0, 0.0, 0.10, 0.10, 0.0],  # west
+                [-0.10, 0.0, 0.30, 0.30, -0.20],  # central: push / in-app
+            ]
+        )
+        shift += region_shift[r]
+        online = s2c == 3
+        shift += online[:, None] * np.array([0.0, -0.20, 0.30, 0.35, -0.40])
+        shift += (s2c == 2)[:, None] * np.array([0.0, 0.20, 0.0, 0.0, 0.10])
+        shift += (s2b == 4)[:, None] * np.array([-0.15, 0.30, 0.0, 0.0, 0.0])
+        common = rng.normal(0.0, 0.40, n)[:, None]
+        own = rng.normal(0.0, 0.55, (n, 5))
+        self.resp = np.clip(PEAK_CLICK[None, :] * np.exp(shift + common + own - 0.2), 0.0005, 0.6)
+
+        # preferred local engagement hour
+        comp = rng.random(n)
+        b2c_hour = np.select(
+            [comp < 0.40, comp < 0.65, comp < 0.85],
+            [rng.normal(20.0, 1.3, n), rng.normal(12.5, 0.9, n), rng.normal(8.3, 0.9, n)],
+            rng.normal(16.0, 1.4, n),
+        )
+        b2b_hour = np.select(
+            [comp < 0.50, comp < 0.80], [rng.normal(10.0, 1.2, n), rng.normal(14.5, 1.3, n)], rng.normal(8.5, 0.8, n)
+        )
+        pref = np.where(b2b, b2b_hour, b2c_hour) + np.array([0.0, 0.6, -0.2, 0.0, 0.2])[r]
+        self.pref = np.mod(pref, 24.0)
+        self.kappa = rng.uniform(1.0, 2.6, n)
+
+        # offers and baskets
+        self.offer_sens = 1.0 / (
+            1.0 + np.exp(-(rng.normal(0.0, 1.0, n) + 0.5 * ~b2b + on_b2c([0.4, 0.0, 0.2, -0.2]) - 0.3))
+        )
+        base_basket = np.where(b2b, 320.0, 48.0) * np.exp(on_size([0.0, 0.3, 0.7, 1.2]))
+        self.basket = base_basket * np.exp(-0.4 * self.offer_sens + 0.2) * _lognormal(rng, n, 0.35)
+
+        # registration time of day from the engagement hours
+        self.reg = self.snap(np.arange(n), self.reg_day + 0.5, lower=self.reg_day, upper=self.reg_day + 1.0)
+
+        # --- dynamic state -------------------------------------------------------
+        self.n_purch = np.zeros(n, np.int32)
+        self.t1 = np.full(n, np.nan)
+        self.t2 = np.full(n, np.nan)
+        self.t_last = np.full(n, np.nan)
+        self.t_state = self.reg.copy()
+        self.habit = np.full(n, -1, np.int8)
+        self.alive = np.zeros(n, bool)
+        self.dropout = np.full(n, np.nan)
+        self.activated_by = np.zeros(n, np.int8)  # 0 never, 1 on their own, 2 by a message
+        self.consent_now = self.consent.copy()
+        self.last_inapp = np.full(n, -np.inf)
+        self.pend_act = np.zeros(n, np.int16)
+        self.pend_ch = np.zeros(n, np.int8)
+        self.pend_camp = np.zeros(n, np.int16)
+
+        NX = np.full((n, 5), np.inf)
+        e = rng.exponential(1.0, n)
+        ok = e < total
+        age = np.full(n, np.inf)
+        age[ok] = -self.tau[ok] * np.log1p(-e[ok] / total[ok])
+        NX[:, self.P] = self.reg + age
+        NX[:, self.V] = self.reg + rng.exponential(1.0, n) / self.visit_rate(np.arange(n), self.reg)
+        self.NX = NX
+        self.emit(np.arange(n), self.reg, ET["registration"])
+
+    # -- helpers ---------------------------------------------------------------
+    def emit(self, cust, t, etype, channel=-1, amount=None, action=-1, campaign=-1) -> None:
+        cust = np.asarray(cust, np.int32)
+        k = len(cust)
+        if k == 0:
+            return
+        full = lambda v, dt: np.full(k, v, dt) if np.ndim(v) == 0 else np.asarray(v, dt)  # noqa: E731
+        amt = np.full(k, np.nan, np.float32) if amount is None else np.asarray(amount, np.float32)
+        sec = np.minimum(np.round(np.asarray(t, float) * 86400.0), self.end_sec).astype(np.int32)
+        row = (cust, sec, full(etype, np.int8), full(channel, np.int8), amt, full(action, np.int8),
+               full(campaign, np.int16))
+        inside = sec < self.end_sec  # nothing is kept at or after the end
+        if not inside.all():
+            row = tuple(a[inside] for a in row)
+        self._events.append(row)
+
+    def compact(self) -> None:
+        """Merge the small event buffers of the last days into one (keeps the heap from fragmenting)."""
+        if len(self._events) > self._compacted + 1:
+            recent = self._events[self._compacted:]
+            merged = tuple(np.concatenate(f) for f in zip(*recent))
+            self._events[self._compacted:] = [merged]
+        self._compacted = len(self._events)
+
+    def engagement_hour(self, idx):
+        ang = self.rng.vonmises(0.0, self.kappa[idx])
+        return np.mod(self.pref[idx] + ang * 24.0 / (2.0 * np.pi), 24.0)
+
+    def snap(self, idx, t, lower=None, upper=None):
+        """Move times to an engagement hour of the same local day, kept inside [lower, upper)."""
+        local = self.to_local(idx, t)
+        out = self.to_utc(idx, np.floor(local) + self.engagement_hour(idx) / 24.0)
+        if lower is not None:
+            out = np.where(out < lower, t, out)
+        if upper is not None:
+            out = np.where(out >= upper, t, out)
+        return out
+
+    def next_engagement(self, idx, after):
+        """The first engagement time strictly after `after` (within a day)."""
+        local = self.to_local(idx, after)
+        cand = np.floor(local) + self.engagement_hour(idx) / 24.0
+        cand = np.where(cand <= local, cand + 1.0, cand)
+        return np.maximum(self.to_utc(idx, cand), after + 1.0 / 1440)
+
+    def visit_rate(self, idx, t):
+        fading = self.lam0[idx] * np.exp(-np.maximum(t - self.reg[idx], 0.0) / self.tau[idx])
+        never = 0.01 + 2.0 * fading
+        rate = np.where(self.alive[idx], 0.02 + 1.5 * self.mu[idx], 0.004)
+        return np.where(self.n_purch[idx] == 0, never, rate)
+
+    def stage(self, idx, t):
+        n = self.n_purch[idx]
+        since_last = t - self.t_last[idx]
+        return np.select(
+            [n == 0, (n == 1) & (t - self.t1[idx] <= self.window), since_last < self.at_risk_days,
+             since_last < self.lapsed_days],
+            [ST["registered"], ST["activating"], ST["active"], ST["at_risk"]],
+            ST["lapsed"],
+        ).astype(np.int8)
+
+    def g_activation(self, idx, t):
+        n = self.n_purch[idx]
+        out = np.full(len(idx), np.nan)
+        m = n == 0
+        out[m] = p_first_purchase(self.lam0[idx[m]], self.tau[idx[m]], t[m] - self.reg[idx[m]], self.horizon_act)
+        left = self.t1[idx] + self.window - t
+        m = (n == 1) & (left >= 0)
+        out[m] = p_second_in_window(self.mu[idx[m]], np.minimum(self.horizon_act, left[m]))
+        return out
+
+    def g_churn(self, idx, t):
+        n = self.n_purch[idx]
+        out = np.full(len(idx), np.nan)
+        act = n > 0
+        out[act & ~self.alive[idx]] = 1.0
+        m = act & self.alive[idx]
+        i, tm = idx[m], t[m]
+        left = self.t1[i] + self.window - tm
+        inside = left > 0
+        delta_after = np.where(inside, np.where(n[m] >= 2, self.delta[i] * HABIT_DROPOUT_MULTIPLIER, self.delta[i]),
+                               self.delta_eff[i])
+        # a window that ended since the last advance has not been closed yet
+        pending = np.where(self.habit[i] == 1, self.delta[i] * HABIT_DROPOUT_MULTIPLIER, self.delta[i])
+        delta_after = np.where(np.isnan(delta_after), pending, delta_after)
+        out[m] = p_no_purchase(self.mu[i], delta_after, np.where(inside, left, 0.0), self.horizon_churn)
+        return out
+
+    def amounts(self, idx, scale=1.0):
+        a = self.basket[idx] * scale * np.exp(self.rng.normal(-0.125, 0.5, len(idx)))
+        return np.round(a, 2)
+
+    # -- state changes -----------------------------------------------------------
+    def purchase(self, idx, ts, clock, natural: bool, scale=1.0) -> None:
+        rng = self.rng
+        n0 = self.n_purch[idx]
+        self.emit(idx, ts, ET["purchase"], amount=self.amounts(idx, scale))
+        first = n0 == 0
+        f, tf, cf = idx[first], ts[first], clock[first]
+        self.t1[f] = tf
+        self.habit[f] = -1
+        self.alive[f] = True
+        self.activated_by[f] = 1 if natural else 2
+        self.NX[f, self.W] = tf + self.window
+        second = ~first & (n0 == 1) & (self.habit[idx] == -1) & (ts <= self.t1[idx] + self.window)
+        self.habit[idx[second]] = 1
+        self.t2[idx[second]] = ts[second]
+        self.n_purch[idx] += 1
+        self.t_last[idx] = np.fmax(self.t_last[idx], ts)
+        self.t_state[idx] = np.maximum(self.t_state[idx], ts)
+        if natural:
+            again = self.alive[idx]
+            j = idx[again]
+            self.NX[j, self.P] = clock[again] + rng.exponential(1.0, len(j)) / self.mu[j]
+        else:
+            self.NX[f, self.P] = cf + rng.exponential(1.0, len(f)) / self.mu[f]
+        if len(f):
+            self.NX[f, self.V] = cf + rng.exponential(1.0, len(f)) / self.visit_rate(f, cf)
+
+    def _on_purchase(self, idx, t) -> None:
+        ts = self.snap(idx, t, lower=self.t_state[idx], upper=self.E)
+        before = self.rng.random(len(idx)) < 0.6
+        j = idx[before]
+        self.emit(j, np.maximum(ts[before] - self.rng.uniform(1, 15, len(j)) / 1440, self.t_state[j]), ET["visit"])
+        self.purchase(idx, ts, t, natural=True)
+
+    def _on_window_end(self, idx, t) -> None:
+        h = self.habit[idx]
+        h = np.where(h == -1, 0, h).astype(np.int8)
+        self.habit[idx] = h
+        d = self.delta[idx] * np.where(h == 1, HABIT_DROPOUT_MULTIPLIER, 1.0)
+        self.delta_eff[idx] = d
+        self.NX[idx, self.D] = t + self.rng.exponential(1.0, len(idx)) / d
+        self.NX[idx, self.W] = np.inf
+
+    def _on_dropout(self, idx, t) -> None:
+        self.alive[idx] = False
+        self.dropout[idx] = t
+        self.NX[idx, self.P] = np.inf
+        self.NX[idx, self.D] = np.inf
+        self.NX[idx, self.V] = t + self.rng.exponential(1.0, len(idx)) / self.visit_rate(idx, t)
+
+    def _on_visit(self, idx, t) -> None:
+        rng = self.rng
+        ts = self.snap(idx, t, lower=self.reg[idx], upper=self.E)
+        self.emit(idx, ts, ET["visit"])
+        p_cart = np.where(self.n_purch[idx] == 0, 0.20, 0.12)
+        cart = rng.random(len(idx)) < p_cart
+        self.emit(idx[cart], ts[cart] + rng.uniform(2, 25, cart.sum()) / 1440, ET["cart_abandoned"])
+        # in-app message on the visit
+        ok = (ts >= self.S) & self.consent_now[idx, IN_APP] & self.reach[idx, IN_APP]
+        ok &= ts - self.last_inapp[idx] >= INAPP_MIN_GAP_DAYS
+        if ok.any():
+            j, tj = idx[ok], ts[ok] + rng.uniform(0.2, 2.0, ok.sum()) / 1440
+            camp = self.inapp_campaign[np.clip(np.floor(tj).astype(int), 0, len(self.inapp_campaign) - 1)]
+            self.last_inapp[j] = tj
+            self.target(j, IN_APP, camp, tj, np.mod(self.to_local(j, tj), 1.0) * 24.0)
+        self.NX[idx, self.V] = t + rng.exponential(1.0, len(idx)) / self.visit_rate(idx, t)
+
+    def _on_conversion(self, idx, t) -> None:
+        act = self.pend_act[idx].astype(int)
+        self.emit(idx, t, ET["message_converted"], self.pend_ch[idx], action=act, campaign=self.pend_camp[idx])
+        self.NX[idx, self.C] = np.inf
+        buy = self.a_purchase[act]
+        if buy.any():
+            scale = 0.8 + 0.4 * self.offer_sens[idx[buy]]
+            self.purchase(idx[buy], t[buy], t[buy], natural=False, scale=scale)
+
+    def advance(self, until: float) -> None:
+        """Process every natural event before `until`, each customer's in time order."""
+        handlers = (self._on_purchase, self._on_visit, self._on_window_end, self._on_dropout, self._on_conversion)
+        S = np.flatnonzero(self.NX.min(axis=1) < until)
+        while S.size:
+            sub = self.NX[S]
+            j = sub.argmin(axis=1)
+            t = sub[np.arange(len(S)), j]
+            keep = t < until
+            S, j, t = S[keep], j[keep], t[keep]
+            for k, handler in enumerate(handlers):
+                m = j == k
+                if m.any():
+                    handler(S[m], t[m])
+
+    # -- marketing ---------------------------------------------------------------
+    def campaign(self, cid: str, channel: str, kind: str, local_hour, day) -> int:
+        self.campaign_ids.append(cid)
+        self.campaign_meta.append({"campaign_id": cid, "channel": channel, "kind": kind,
+                                   "local_hour": local_hour, "date": day})
+        return len(self.campaign_ids) - 1
+
+    def choose_actions(self, idx, stage, ch: int, t):
+        k = len(idx)
+        W = np.zeros((k, len(self.action_ids)))
+        tenure = t - self.reg[idx]
+        for a in range(len(self.action_ids)):
+            if not self.a_channel[a, ch]:
+                continue
+            m = self.a_stage[a][stage] & (tenure <= self.a_max_tenure[a])
+            req = self.a_requires[a]
+            if req == "missing_email":
+                m &= ~self.reach[idx, EMAIL]
+            elif req == "churn_or_rfm_drop":  # the legacy calendar knows no churn score: at-risk stage only
+                m &= stage == ST["at_risk"]
+            W[:, a] = m * self.a_weight[a]
+        tot = W.sum(axis=1)
+        u = self.rng.random(k) * tot
+        choice = (np.cumsum(W, axis=1) <= u[:, None]).sum(axis=1)
+        return np.where(tot > 0, choice, -1)
+
+    def target(self, idx, ch: int, camp, ts, hour_local) -> None:
+        """Pick the action by stage, hold out the control share, send to the others."""
+        stage = self.stage(idx, ts)
+        act = self.choose_actions(idx, stage, ch, ts)
+        ok = act >= 0
+        idx, ts, act, stage = idx[ok], ts[ok], act[ok], stage[ok]
+        camp = np.broadcast_to(np.asarray(camp, np.int16), ok.shape)[ok]
+        hour_local = np.broadcast_to(np.asarray(hour_local, float), ok.shape)[ok]
+        control = self.rng.random(len(idx)) < CONTROL_SHARE
+        self._targets.append((idx.astype(np.int32), camp, np.full(len(idx), ch, np.int8), act.astype(np.int8),
+                              stage, ts.copy(), control))
+        s = ~control
+        self.send(idx[s], ch, act[s], camp[s], ts[s], hour_local[s])
+
+    def send(self, idx, ch: int, act, camp, ts, hour_local) -> None:
+        rng = self.rng
+        k = len(idx)
+        if k == 0:
+            return
+        p_click = self.resp[idx, ch] * hour_factor(hour_local, self.pref[idx], self.kappa[idx])
+        p_open = np.minimum(p_click * OPEN_MULT[ch], P_DELIVER[ch]) if HAS_OPENS[ch] else p_click
+        u = rng.random(k)
+        delivered, opened, clicked = u < P_DELIVER[ch], u < p_open, u < p_click
+        self.emit(idx, ts, ET["message_sent"], ch, action=act, campaign=camp)
+        td = ts + DELIVERY_DAYS[ch] * rng.uniform(0.5, 1.0, k)
+        self.emit(idx[delivered], td[delivered], ET["message_delivered"], ch, action=act[delivered],
+                  campaign=camp[delivered])
+        eng = opened | clicked
+        j = idx[eng]
+        if ch == IN_APP:
+            te = td[eng] + rng.uniform(0.05, 1.5, len(j)) / 1440
+        else:
+            te = self.next_engagement(j, td[eng])
+        if HAS_OPENS[ch]:
+            self.emit(j, te, ET["message_opened"], ch, action=act[eng], campaign=camp[eng])
+        c = clicked[eng]
+        tc = te[c] + rng.uniform(0.3, 8.0, c.sum()) / 1440
+        ic, ac, cc = j[c], act[eng][c], camp[eng][c]
+        self.emit(ic, tc, ET["message_clicked"], ch, action=ac, campaign=cc)
+        # conversion: lift * g, g from the driver of the action
+        g = np.ones(len(ic))
+        drv = self.a_driver[ac]
+        m = drv == 1
+        g[m] = self.g_activation(ic[m], tc[m])
+        m = drv == 2
+        g[m] = self.g_churn(ic[m], tc[m])
+        conv = rng.random(len(ic)) < self.a_lift[ac] * np.nan_to_num(g, nan=0.0)
+        tconv = tc[conv] + rng.uniform(1.0, 120.0, conv.sum()) / 1440
+        ic, ac, cc = ic[conv], ac[conv], cc[conv]
+        free = np.isinf(self.NX[ic, self.C])
+        self.dropped_conversions += int((~free).sum())
+        ic, ac, cc, tconv = ic[free], ac[free], cc[free], tconv[free]
+        self.NX[ic, self.C] = tconv
+        self.pend_act[ic], self.pend_ch[ic], self.pend_camp[ic] = ac, ch, cc
+        # rare unsubscriptions
+        if P_UNSUB[ch] > 0:
+            un = delivered & (rng.random(k) < P_UNSUB[ch])
+            tu = td[un] + rng.uniform(0.02, 1.5, un.sum())
+            inside = tu < self.E
+            ju = idx[un][inside]
+            self.emit(ju, tu[inside], ET["unsubscribed"], ch, action=act[un][inside], campaign=camp[un][inside])
+            self.consent_now[ju, ch] = False
+
+    def calendar(self, d: int) -> None:
+        """The legacy campaigns of simulated day index `d`."""
+        day = self.start + timedelta(days=d - int(self.S))
+        wd = day.weekday()
+        week = (d - int(self.S)) // 7
+        plans = []
+        if wd == 1:
+            plans.append(("email", SEND_HOURS[week % 6]))
+        if wd == 3:
+            plans.append(("push", SEND_HOURS[(week + 3) % 6]))
+        if wd == 2 and week % 2 == 0:
+            plans.append(("sms", SEND_HOURS[(week // 2 + 1) % 6]))
+        if wd == 0 and day.day <= 7:
+            plans.append(("print", SEND_HOURS[(day.month + 4) % 6]))
+        for channel, hour in plans:
+            ch = CH[channel]
+            camp = self.campaign(f"{channel}-{day.isoformat()}", channel, "calendar", hour, day)
+            idx = np.flatnonzero(self.consent_now[:, ch] & self.reach[:, ch] & (self.reg < d + 1.5))
+            local = d + (hour + self.rng.uniform(0.0, 0.25, len(idx))) / 24.0
+            ts = self.to_utc(idx, local)
+            ok = (self.reg[idx] < ts) & (ts < self.E)
+            self.target(idx[ok], ch, camp, ts[ok], float(hour))
+
+    # -- run ---------------------------------------------------------------------
+    def run(self) -> None:
+        t_start = time.perf_counter()
+        self._population()
+        # one in-app campaign per calendar month of the simulated period
+        self.inapp_campaign = np.zeros(int(self.E) + 2, np.int16)
+        months: dict[tuple[int, int], int] = {}
+        for d in range(int(self.S), int(self.E) + 2):
+            day = self.start + timedelta(days=d - int(self.S))
+            key = (day.year, day.month)
+            if key not in months:
+                months[key] = self.campaign(f"in_app-{day.year}-{day.month:02d}", "in_app", "on_visit", None,
+                                            day.replace(day=1))
+            self.inapp_campaign[d] = months[key]
+        for d in range(0, int(self.S), 7):
+            self.advance(float(min(d + 7, self.S)))
+            self.compact()
+        for d in range(int(self.S), int(self.E)):
+            self.advance(float(d))
+            self.calendar(d)
+            if d % 7 == 6:
+                self.compact()
+            if self.progress and (d - int(self.S)) % 30 == 0:
+                print(f"simulated {d - int(self.S)}/{self.days} days ({time.perf_counter() - t_start:.0f}s)",
+                      file=sys.stderr, flush=True)
+        self.advance(self.E)
+
+    # -- output ------------------------------------------------------------------
+    def _ts(self, t) -> pd.Series:
+        """Day offsets as UTC timestamps (whole seconds); non-finite -> NaT."""
+        sec = np.round(np.asarray(t, float) * 86400.0)
+        ok = np.isfinite(sec)
+        ns = np.where(ok, sec, 0).astype(np.int64) * 1_000_000_000 + self.t0.value
+        ns[~ok] = np.iinfo(np.int64).min
+        return pd.Series(pd.DatetimeIndex(ns.view("M8[ns]")).tz_localize("UTC"))
+
+    def customers(self, ids: pd.Index) -> pd.DataFrame:
+        b2b = self.segment == 1
+        sector = np.where(b2b, np.array(B2B_SECTORS, object)[np.maximum(self.sector_b2b, 0)],
+                          np.array(B2C_SECTORS, object)[np.maximum(self.sector_b2c, 0)])
+        cols = {
+            "customer_id": ids.to_numpy(),
+            "registered_at": self._ts(self.reg),
+            "timezone": pd.Categorical.from_codes(self.tz, TIMEZONES),
+            "segment": pd.Categorical.from_codes(self.segment, SEGMENTS),
+            "region": pd.Categorical.from_codes(self.region, REGIONS),
+            "company_size": pd.Categorical(np.where(b2b, np.array(COMPANY_SIZES, object)[np.maximum(self.size, 0)],
+                                                    "none"), categories=(*COMPANY_SIZES, "none")),
+            "sector": pd.Categorical(sector, categories=(*B2C_SECTORS, *B2B_SECTORS)),
+        }
+        for c, k in CH.items():
+            cols[f"consent_{c}"] = self.consent_now[:, k]
+        for c, k in CH.items():
+            cols[f"reachable_{c}"] = self.reach[:, k]
+        return pd.DataFrame(cols)
+
+    def events(self, ids: pd.Index) -> pd.DataFrame:
+        """The event buffers as one frame sorted by time, built column by column to bound memory."""
+        fields = [list(f) for f in zip(*self._events)] if self._events else [[np.zeros(0, np.int32)]] * 7
+        self._events = []
+
+        def column(k: int) -> np.ndarray:
+            out = np.concatenate(fields[k])
+            fields[k] = None  # free the buffers of this column
+            _release_memory()
+            return out
+
+        sec, cust = column(1), column(0)
+        key = (sec.astype(np.int64) << 32) | cust.astype(np.int64)
+        order = np.argsort(key, kind="stable")
+        del key
+        if len(order) < 2**31:
+            order = order.astype(np.int32)
+        cols = {"customer_id": pd.Categorical.from_codes(cust[order], ids)}
+        del cust
+        ns = sec[order].astype(np.int64)
+        del sec
+        ns *= 1_000_000_000
+        ns += self.t0.value
+        cols["event_timestamp"] = pd.DatetimeIndex(ns.view("M8[ns]")).tz_localize("UTC")
+        del ns
+        sel = order
+        cols["event_type"] = pd.Categorical.from_codes(column(2)[sel], EVENT_TYPES)
+        cols["channel"] = pd.Categorical.from_codes(column(3)[sel], CHANNELS)
+        cols["amount"] = column(4)[sel].astype(float)
+        cols["action_id"] = pd.Categorical.from_codes(column(5)[sel], self.action_ids)
+        cols["campaign_id"] = pd.Categorical.from_codes(column(6)[sel], self.campaign_ids)
+        return pd.DataFrame(cols, copy=False)
+
+    def truth(self, ids: pd.Index) -> pd.DataFrame:
+        window_closed = self.habit >= 0
+        habit = pd.array(np.where(window_closed, self.habit == 1, False), dtype="boolean")
+        habit[~window_closed] = pd.NA
+        cols = {
+            "customer_id": ids.to_numpy(),
+            "activation_propensity": -np.expm1(-self.lam0 * self.tau),
+            "activation_hazard": self.lam0,
+            "interest_decay_days": self.tau,
+            "purchase_rate": self.mu,
+            "dropout_hazard": self.delta,
+            "second_purchase_in_window": habit,
+            "dropout_hazard_effective": np.select([self.habit == 1, self.habit == 0],
+                                                  [self.delta * HABIT_DROPOUT_MULTIPLIER, self.delta], np.nan),
+        }
+        for c, k in CH.items():
+            cols[f"response_{c}"] = self.resp[:, k]
+        cols.update({
+            "preferred_hour": self.pref,
+            "hour_concentration": self.kappa,
+            "offer_sensitivity": self.offer_sens,
+            "basket_mean": self.basket,
+            "activated_by": pd.Categorical.from_codes(self.activated_by - 1, ("self", "message")),
+            "first_purchase_at": self._ts(self.t1),
+            "second_purchase_at": self._ts(self.t2),
+            "dropout_at": self._ts(self.dropout),
+            "alive_at_end": self.alive.copy(),
+        })
+        return pd.DataFrame(cols)
+
+    def targets(self, ids: pd.Index) -> pd.DataFrame:
+        if not self._targets:
+            idx = np.zeros(0, np.int32)
+            parts = [idx, np.zeros(0, np.int16), np.zeros(0, np.int8), np.zeros(0, np.int8), np.zeros(0, np.int8),
+                     np.zeros(0), np.zeros(0, bool)]
+        else:
+            parts = [np.concatenate(p) for p in zip(*self._targets)]
+        self._targets = []
+        _release_memory()
+        cust, camp, ch, act, stage, ts, control = parts
+        order = np.argsort(ts, kind="stable")
+        return pd.DataFrame({
+            "campaign_id": pd.Categorical.from_codes(camp[order], self.campaign_ids),
+            "customer_id": pd.Categorical.from_codes(cust[order], ids),
+            "channel": pd.Categorical.from_codes(ch[order], CHANNELS),
+            "action_id": pd.Categorical.from_codes(act[order], self.action_ids),
+            "stage": pd.Categorical.from_codes(stage[order], STAGES),
+            "planned_at": self._ts(ts[order]),
+            "control": control[order],
+        })
+
+
+def customer_ids(n: int) -> pd.Index:
+    width = max(7, len(str(n)))
+    return pd.Index([f"C{i:0{width}d}" for i in range(1, n + 1)], name="customer_id")
+
+
+def simulate(
+    customers: int,
+    days: int,
+    seed: int,
+    start: date,
+    out_dir: Path | None = None,
+    progress: bool = False,
+    settings=None,
+) -> World:
+    """Simulate `customers` over `days` from `start`; write the world to `out_dir` when given."""
+    from nextbest.settings import load_settings
+
+    if isinstance(start, datetime):
+        start = start.date()
+    elif isinstance(start, str):
+        start = date.fromisoformat(start)
+    settings = settings or load_settings()
+    t0 = time.perf_counter()
+    sim = _Sim(int(customers), int(days), int(seed), start, settings, progress)
+    sim.run()
+    ids = customer_ids(sim.n)
+    world = World(
+        customers=sim.customers(ids),
+        events=sim.events(ids),
+        truth=sim.truth(ids),
+        targets=sim.targets(ids),
+        campaigns=pd.DataFrame(sim.campaign_meta),
+    )
+    world.params = {
+        "customers": int(customers),
+        "days": int(days),
+        "seed": int(seed),
+        "start": start.isoformat(),
+        "history_start": (start - timedelta(days=PRE_DAYS)).isoformat(),
+        "activation_window_days": sim.window,
+        "habit_dropout_multiplier": HABIT_DROPOUT_MULTIPLIER,
+        "control_share": CONTROL_SHARE,
+        "send_hours": list(SEND_HOURS),
+        "actions": list(sim.action_ids),
+        "events": int(len(world.events)),
+        "seconds": round(time.perf_counter() - t0, 2),
+    }
+    if progress:
+        print(f"simulated {customers:,} customers, {len(world.events):,} events in {world.params['seconds']}s",
+              file=sys.stderr, flush=True)
+    if out_dir is not None:
+        save_world(world, out_dir)
+    return world
+
+
+def save_world(world: World, out_dir: Path | str) -> Path:
+    """Write customers / events (the contract's layout), truth, targets, campaigns and world.json."""
+    out_dir = Path(out_dir)
+    write_world(out_dir, world.customers, world.events)
+    world.truth.to_parquet(out_dir / "truth.parquet", index=False)
+    if world.targets is not None:
+        world.targets.to_parquet(out_dir / "targets.parquet", index=False)
+    if world.campaigns is not None:
+        c = world.campaigns.copy()
+        if "date" in c:
+            c["date"] = c["date"].astype(str)
+        c.to_parquet(out_dir / "campaigns.parquet", index=False)
+    (out_dir / "world.json").write_text(json.dumps(world.params, indent=2) + "\n")
+    return out_dir
+
+
+# --- the oracle -------------------------------------------------------------------
+def _days(values) -> np.ndarray:
+    """Timestamps (scalar, array, Series) as float days since the Unix epoch; NaT -> NaN."""
+    if isinstance(values, (pd.Timestamp, datetime, str, np.datetime64)):
+        ts = pd.Timestamp(values)
+        if ts.tzinfo is None:
+            raise ValueError("as_of must be timezone-aware (UTC)")
+        return np.array(ts.value / 86400e9)
+    idx = pd.DatetimeIndex(pd.Series(values)) if not isinstance(values, pd.DatetimeIndex) else values
+    if idx.tz is None:
+        raise ValueError("timestamps must be timezone-aware (UTC)")
+    out = idx.asi8.astype(float) / 86400e9
+    out[idx.isna()] = np.nan
+    return out
+
+
+def _codes(values, index: pd.Index) -> np.ndarray:
+    if isinstance(getattr(values, "dtype", None), pd.CategoricalDtype):
+        cat_codes = index.get_indexer(pd.Index(values.cat.categories.astype(str)))
+        raw = values.cat.codes.to_numpy()
+        return np.where(raw >= 0, cat_codes[np.maximum(raw, 0)], -1)
+    return index.get_indexer(pd.Index(np.asarray(values, dtype=object).astype(str)))
+
+
+class Oracle:
+    """The true probabilities of a simulated world.
+
+    Methods take an array of customer ids (unknown ids give NaN) and, where
+    time matters, a tz-aware ``as_of``. The purchase history up to ``as_of`` is
+    read from the events; the hidden traits and dropout times from the truth.
+    """
+
+    def __init__(self, truth: pd.DataFrame, customers: pd.DataFrame, events: pd.DataFrame,
+                 window_days: float = 11.0):
+        self.window = float(window_days)
+        self.index = pd.Index(truth["customer_id"].astype(str).to_numpy())
+        n = len(self.index)
+        col = lambda c: truth[c].to_numpy(dtype=float)  # noqa: E731
+        self.lam0 = col("activation_hazard")
+        self.tau = col("interest_decay_days")
+        self.mu = col("purchase_rate")
+        self.delta = col("dropout_hazard")
+        self.delta_eff = col("dropout_hazard_effective")
+        self.resp = np.column_stack([col(f"response_{c}") for c in CHANNELS])
+        self.pref = col("preferred_hour")
+        self.kappa = col("hour_concentration")
+        self.dropout = _days(truth["dropout_at"])
+        ci = _codes(customers["customer_id"], self.index)
+        if (ci < 0).any():
+            raise ValueError("customers holds ids that the truth does not know")
+        self.reg = np.full(n, np.nan)
+        self.reg[ci] = _days(customers["registered_at"])
+        self.open = np.zeros((n, len(CHANNELS)), bool)
+        for k, c in enumerate(CHANNELS):
+            ok = customers[f"consent_{c}"].to_numpy(bool) & customers[f"reachable_{c}"].to_numpy(bool)
+            self.open[ci, k] = ok
+        buys = (events["event_type"] == "purchase").to_numpy(dtype=bool)
+        pc = _codes(events["customer_id"][buys], self.index)
+        psec = (pd.DatetimeIndex(events["event_timestamp"][buys]).asi8 // 1_000_000_000).astype(np.int64)
+        keep = pc >= 0
+        key = (pc[keep].astype(np.int64) << 32) + psec[keep]
+        key.sort()
+        self._key = key
+
+    @classmethod
+    def load(cls, world_dir: Path | str) -> "Oracle":
+        world_dir = Path(world_dir)
+        truth = pd.read_parquet(world_dir / "truth.parquet")
+        params = {}
+        if (world_dir / "world.json").exists():
+            params = json.loads((world_dir / "world.json").read_text())
+        if (world_dir / "events.parquet").exists() and (world_dir / "customers.parquet").exists():
+            customers = pd.read_parquet(world_dir / "customers.parquet")
+            events = pd.read_parquet(
+                world_dir / "events.parquet",
+                columns=["customer_id", "event_timestamp", "event_type"],
+                filters=[("event_type", "==", "purchase")],
+            )
+        else:
+            from nextbest.contract import load_world
+
+            customers, events = load_world(world_dir)
+        return cls(truth, customers, events, window_days=params.get("activation_window_days", 11))
+
+    # -- lookups -------------------------------------------------------------------
+    def _idx(self, customer_ids) -> tuple[np.ndarray, np.ndarray]:
+        ids = np.asarray(customer_ids, dtype=object).astype(str).ravel()
+        i = self.index.get_indexer(pd.Index(ids))
+        return np.maximum(i, 0), i >= 0
+
+    def _history(self, i, as_of_days):
+        """(purchases before as_of, first purchase day, second purchase day) per row."""
+        sec = np.floor(np.broadcast_to(as_of_days, i.shape) * 86400.0 + 1e-6).astype(np.int64)
+        base = i.astype(np.int64) << 32
+        lo = np.searchsorted(self._key, base, side="left")
+        hi = np.searchsorted(self._key, base + sec, side="left")
+        n = hi - lo
+        k = self._key
+        first = np.where(n >= 1, (k[np.minimum(lo, len(k) - 1)] - base) / 86400.0, np.nan) if len(k) else \
+            np.full(len(i), np.nan)
+        second = np.where(n >= 2, (k[np.minimum(lo + 1, len(k) - 1)] - base) / 86400.0, np.nan) if len(k) else \
+            np.full(len(i), np.nan)
+        return n, first, second
+
+    # -- probabilities -------------------------------------------------------------
+    def p_activation(self, customer_ids, as_of, horizon_days: float) -> np.ndarray:
+        """P(first purchase within the horizon) for never-bought customers; for a customer whose only
+        purchase is at most `activation_window_days` old, P(second purchase inside the window)."""
+        i, known = self._idx(customer_ids)
+        t = np.broadcast_to(_days(as_of), i.shape).astype(float)
+        n, first, _ = self._history(i, t)
+        out = np.full(len(i), np.nan)
+        registered = known & (self.reg[i] <= t)
+        m = registered & (n == 0)
+        out[m] = p_first_purchase(self.lam0[i[m]], self.tau[i[m]], t[m] - self.reg[i[m]], horizon_days)
+        left = first + self.window - t
+        m = registered & (n == 1) & (left >= 0)
+        out[m] = p_second_in_window(self.mu[i[m]], np.minimum(horizon_days, left[m]))
+        return out
+
+    def p_churn(self, customer_ids, as_of, horizon_days: float) -> np.ndarray:
+        """P(no purchase within the horizon) for customers with at least one purchase before as_of."""
+        i, known = self._idx(customer_ids)
+        t = np.broadcast_to(_days(as_of), i.shape).astype(float)
+        n, first, _ = self._history(i, t)
+        out = np.full(len(i), np.nan)
+        bought = known & (n >= 1)
+        dead = bought & (self.dropout[i] <= t)
+        out[dead] = 1.0
+        m = bought & ~dead
+        im, tm, nm = i[m], t[m], n[m]
+        left = first[m] + self.window - tm
+        inside = left > 0
+        delta_after = np.where(inside, np.where(nm >= 2, self.delta[im] * HABIT_DROPOUT_MULTIPLIER, self.delta[im]),
+                               self.delta_eff[im])
+        delta_after = np.where(np.isnan(delta_after), self.delta[im], delta_after)
+        out[m] = p_no_purchase(self.mu[im], delta_after, np.where(inside, left, 0.0), horizon_days)
+        return out
+
+    def p_response(self, customer_ids, channel, hour_local) -> np.ndarray:
+        """P(click | a message on `channel` at local `hour_local`). `channel` may be one name or one per
+        customer; `hour_local` a scalar, one per customer, or 2-D (n, k) for k hours each."""
+        i, known = self._idx(customer_ids)
+        ch = self._channel_codes(channel, len(i))
+        hour = np.asarray(hour_local, float)
+        r = np.where(known & (ch >= 0), self.resp[i, np.maximum(ch, 0)], np.nan)
+        pref, kappa = self.pref[i], self.kappa[i]
+        if hour.ndim == 2:
+            r, pref, kappa = r[:, None], pref[:, None], kappa[:, None]
+        return r * hour_factor(hour, pref, kappa)
+
+    def hour_distribution(self, customer_ids) -> np.ndarray:
+        """(n, 24) true distribution of the local hour of engagement; rows sum to 1 (NaN for unknown ids)."""
+        i, known = self._idx(customer_ids)
+        out = hour_distribution(self.pref[i], self.kappa[i])
+        out[~known] = np.nan
+        return out
+
+    def preferred_hour(self, customer_ids) -> np.ndarray:
+        i, known = self._idx(customer_ids)
+        return np.where(known, self.pref[i], np.nan)
+
+    def reachable(self, customer_ids) -> np.ndarray:
+        """(n, 5) consent and reachability per channel (CHANNELS order)."""
+        i, known = self._idx(customer_ids)
+        return self.open[i] & known[:, None]
+
+    def best_channel(self, customer_ids, allowed_mask=None) -> np.ndarray:
+        """The channel with the highest true response among those allowed, consented and reachable
+        (None when there is none). `allowed_mask`: (5,) or (n, 5) booleans in CHANNELS order, or channel names."""
+        i, known = self._idx(customer_ids)
+        if allowed_mask is None:
+            allowed = np.ones(len(CHANNELS), bool)
+        elif len(allowed_mask) and all(isinstance(c, str) for c in allowed_mask):
+            allowed = np.array([c in set(allowed_mask) for c in CHANNELS])
+        else:
+            allowed = np.asarray(allowed_mask, bool)
+        ok = np.broadcast_to(allowed, (len(i), len(CHANNELS))) & self.open[i] & known[:, None]
+        score = np.where(ok, self.resp[i], -np.inf)
+        best = score.argmax(axis=1)
+        names = np.array(CHANNELS, dtype=object)[best]
+        names[~ok.any(axis=1)] = None
+        return names
+
+    def expected_value(self, customer_ids, action: str, channel, hour_local, as_of, catalogue=None) -> np.ndarray:
+        """True expected value of sending `action` on `channel` at local `hour_local`:
+        p_response * lift * g * value - cost, where g is P(activation, 30 d), P(churn, 60 d) or 1 by the
+        action's driver. -inf where the action does not allow the channel or the customer is not consented
+        and reachable on it; NaN where g is undefined (e.g. an activation action for a customer who is
+        past activation) or the id is unknown. 'no_action' is worth 0."""
+        i, known = self._idx(customer_ids)
+        if action == "no_action":
+            return np.where(known, 0.0, np.nan)
+        if catalogue is None:
+            from nextbest.settings import load_settings
+
+            catalogue = load_settings().actions
+        a = catalogue[action]
+        ch = self._channel_codes(channel, len(i))
+        names = np.array(CHANNELS, dtype=object)
+        allowed = np.array([c in a.cost for c in CHANNELS])
+        cost = np.array([a.cost.get(c, np.nan) for c in CHANNELS])
+        p = self.p_response(customer_ids, names[np.maximum(ch, 0)], hour_local)
+        if a.driver == "activation":
+            g = self.p_activation(customer_ids, as_of, 30)
+        elif a.driver == "churn":
+            g = self.p_churn(customer_ids, as_of, 60)
+        else:
+            g = np.ones(len(i))
+        ev = p * a.lift * g * a.value - cost[np.maximum(ch, 0)]
+        ok = (ch >= 0) & allowed[np.maximum(ch, 0)] & self.open[i, np.maximum(ch, 0)]
+        ev = np.where(ok, ev, -np.inf)
+        return np.where(known, ev, np.nan)
+
+    @staticmethod
+    def _channel_codes(channel, n: int) -> np.ndarray:
+        if isinstance(channel, str):
+            return np.full(n, CH.get(channel, -1))
+        arr = np.asarray(channel, dtype=object).ravel()
+        codes = pd.Series(arr, dtype=object).map(CH).fillna(-1).astype(int).to_numpy()
+        return np.broadcast_to(codes, (n,)) if len(codes) == 1 else codes
+
+
+def main(argv: list[str] | None = None) -> None:
+    import argparse
+
+    p = argparse.ArgumentParser(description="Simulate a CRM world with known truth.")
+    p.add_argument("--customers", type=int, default=20000)
+    p.add_argument("--days", type=int, default=365)
+    p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--start", type=date.fromisoformat, default=date(2025, 1, 1))
+    p.add_argument("--out", type=Path, default=None)
+    a = p.parse_args(argv)
+    w = simulate(a.customers, a.days, a.seed, a.start, out_dir=a.out, progress=True)
+    print(f"{len(w.customers):,} customers, {len(w.events):,} events")
+
+
+if __name__ == "__main__":
+    main()

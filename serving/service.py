@@ -1,0 +1,79 @@
+"""The BentoML service journey engines call: `POST /next_action`, `POST /feedback`.
+
+Run it with `nextbest serve` or `bentoml serve serving.service:NextBest`.
+Settings, the online feature store, the @champion boosters and the compiled
+policy are loaded once, when the service starts.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+from http import HTTPStatus
+
+import bentoml
+from bentoml.exceptions import BentoMLException, NotFound
+
+from serving.schemas import FeedbackRequest, NextActionRequest
+
+log = logging.getLogger("nextbest.serving")
+
+
+class Unauthorized(BentoMLException):
+    error_code = HTTPStatus.UNAUTHORIZED
+
+
+class TooLarge(BentoMLException):
+    error_code = HTTPStatus.BAD_REQUEST
+
+
+@bentoml.service(
+    name="nextbest",
+    workers=1,
+    logging={"access": {"enabled": False}},
+    traffic={"timeout": 30},
+)
+class NextBest:
+    def __init__(self) -> None:
+        from nextbest.settings import load_settings
+        from serving.engine import Engine
+
+        self.settings = load_settings()
+        self.max_customers = self.settings.serving.max_customers_per_request
+        self._token = self.settings.serving.auth_token
+        self.engine = Engine(self.settings)
+        log.info("nextbest ready: %s", self.engine.health())
+
+    def _authorise(self, ctx: bentoml.Context) -> None:
+        if not self._token:
+            return
+        header = ctx.request.headers.get("authorization", "")
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip(), self._token):
+            raise Unauthorized("authorization: send the header 'Authorization: Bearer <token>' with the configured token")
+
+    @bentoml.api(route="/next_action", input_spec=NextActionRequest)
+    def next_action(self, ctx: bentoml.Context, **fields) -> dict:
+        """Which action, on which channel, at what time - or nothing - for each customer, and why."""
+        self._authorise(ctx)
+        n = len(fields.get("customers") or fields.get("customer_ids") or [])
+        if n > self.max_customers:
+            raise TooLarge(f"customers: at most {self.max_customers} customers per request (got {n}); split the call")
+        req = NextActionRequest.model_construct(**fields)
+        return {"request_id": req.request_id, "decisions": self.engine.decide(req)}
+
+    @bentoml.api(route="/feedback", input_spec=FeedbackRequest)
+    def feedback(self, ctx: bentoml.Context, **fields) -> dict:
+        """What happened to a decision's message: sent, delivered, opened, clicked, converted, unsubscribed."""
+        from serving.engine import UnknownDecision
+
+        self._authorise(ctx)
+        try:
+            return self.engine.feedback(FeedbackRequest.model_construct(**fields))
+        except UnknownDecision as e:
+            raise NotFound(str(e)) from None
+
+    @bentoml.api(route="/health")
+    def health(self) -> dict:
+        """Which models are loaded, which heads fall back, whether the feature store answers."""
+        return self.engine.health()
