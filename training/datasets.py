@@ -139,7 +139,10 @@ def build_dataset(settings: Settings, head: str, src: Sources) -> Dataset:
         if not src.events["event_type"].isin(("message_opened", "message_clicked")).any():
             raise SkipHead("send_time: no message opens or clicks in the data, so no engagement hours worth "
                            "learning from (a transactions-only log); serving falls back to 10:00 local time")
-        frame = _with_features(settings, _sample(L.send_time_labels(src.events, src.customers), tr.max_rows, seed))
+        from training.models import ROW_SHARE
+
+        rows = int(tr.max_rows * ROW_SHARE["send_time"])
+        frame = _with_features(settings, _sample(L.send_time_labels(src.events, src.customers), rows, seed))
         horizon, label_def = None, L.LABEL_DEFINITIONS[head]
     else:
         raise ValueError(f"unknown head {head!r}; choose from {', '.join(HEADS)}")

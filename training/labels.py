@@ -36,8 +36,12 @@ LABEL_DEFINITIONS = {
 
 def _next_purchase(entities: pd.DataFrame, purchases: pd.DataFrame) -> pd.Series:
     """Time of the first purchase at or after each entity row's timestamp (NaT if none)."""
-    left = entities[["customer_id", "event_timestamp"]].reset_index().sort_values("event_timestamp")
+    ns = "datetime64[ns, UTC]"
+    left = entities[["customer_id", "event_timestamp"]].reset_index()
+    left["event_timestamp"] = left["event_timestamp"].astype(ns)
+    left = left.sort_values("event_timestamp")
     right = purchases[["customer_id", "event_timestamp"]].rename(columns={"event_timestamp": "next_purchase"})
+    right["next_purchase"] = right["next_purchase"].astype(ns)
     right = right.assign(event_timestamp=right["next_purchase"]).sort_values("event_timestamp")
     merged = pd.merge_asof(left, right, on="event_timestamp", by="customer_id", direction="forward",
                            allow_exact_matches=True)
