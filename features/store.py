@@ -1,0 +1,675 @@
+"""The Feast store built from settings: register, read for training, fill and read the online store.
+
+- :func:`get_store` / :func:`apply`: the repository of ``features/definitions.py``
+  with the registry, the Parquet offline store (``features/offline.py``) and the
+  online store (SQLite by default, Redis when ``online_store.kind: redis``)
+  under the configured folder.
+- :func:`feature_names` / :func:`historical_features`: training reads through
+  the one feature service (point-in-time correct, rows in the caller's order).
+- :func:`materialize`: the latest snapshot of every customer into the online
+  store as one packed float32 vector per customer (view ``customer_vector``),
+  written in large batches through the online store's ``online_write_batch``;
+  ``plain=True`` runs Feast's standard materialization of the scalar views.
+- :class:`OnlineFeatures`: one online-store read per request, decoded with
+  ``np.frombuffer`` into the feature service's order.
+- :func:`push`: real-time refresh of a few customers from new contract events,
+  computed by the same pipeline code (:func:`features.pipeline.snapshot_at`).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+import warnings
+from contextlib import closing
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Sequence
+
+import numpy as np
+import pandas as pd
+
+from features import pipeline
+from features.names import CONTEXT, CONTEXT_REQUEST, CUSTOMER_FEATURES, VIEWS
+
+if TYPE_CHECKING:  # feast is slow to import: only the functions that need it load it
+    from feast import FeatureStore
+
+ENTITY_KEY = "customer_id"
+TS = "event_timestamp"
+LIVE_DB = "live_events.db"
+STATE_FILE = "online_state.json"
+
+
+# --------------------------------------------------------------------------- store
+
+
+def _defs():
+    from features import definitions
+
+    return definitions
+
+
+def repo_config(settings):
+    """RepoConfig in code: registry + SQLite/Redis online store under ``settings.features_dir``."""
+    from feast import RepoConfig
+    from feast.repo_config import RegistryConfig
+
+    fd = settings.features_dir
+    os_cfg = settings.online_store
+    if os_cfg.kind == "redis":
+        online = {"type": "redis", "connection_string": f"{os_cfg.redis_host}:{os_cfg.redis_port}"}
+    else:
+        online = {"type": "sqlite", "path": str(fd / "online_store.db")}
+    return RepoConfig(
+        project=_defs().PROJECT,
+        provider="local",
+        registry=RegistryConfig(registry_type="file", path=str(fd / "registry.db"), cache_ttl_seconds=60),
+        offline_store={"type": "features.offline.SnapshotOfflineStore"},
+        online_store=online,
+        entity_key_serialization_version=3,
+        repo_path=str(Path(__file__).resolve().parent),
+    )
+
+
+def get_store(settings) -> "FeatureStore":
+    """A ``feast.FeatureStore`` for these settings (the folder is created if needed)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from feast import FeatureStore
+
+        settings.features_dir.mkdir(parents=True, exist_ok=True)
+        return FeatureStore(config=repo_config(settings))
+
+
+def apply(settings) -> dict:
+    """Register the repository's objects (sources under ``settings.features_dir``); return a summary."""
+    d = _defs()
+    objs = d.feast_objects(settings.features_dir, settings.features.feature_service)
+    pipeline.vector_placeholder(settings.features_dir)
+    store = get_store(settings)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        store.apply(
+            [
+                objs["entity"],
+                *objs["views"].values(),
+                objs["vector_push"],
+                objs["vector_view"],
+                objs["request_source"],
+                objs["context_view"],
+                objs["feature_service"],
+            ]
+        )
+    names = feature_names(settings, store=store)
+    return {
+        "project": d.PROJECT,
+        "registry": str(settings.features_dir / "registry.db"),
+        "online_store": settings.online_store.kind,
+        "feature_service": settings.features.feature_service,
+        "feature_views": [*VIEWS, d.VECTOR_VIEW],
+        "on_demand_feature_views": [d.CONTEXT_VIEW],
+        "n_features": len(names),
+    }
+
+
+def feature_names(settings, store: "FeatureStore | None" = None) -> list[str]:
+    """The feature service's features, in its order (customer views, then the request context)."""
+    store = store or get_store(settings)
+    fs = store.get_feature_service(settings.features.feature_service)
+    return [f.name for proj in fs.feature_view_projections for f in proj.features]
+
+
+def customer_feature_names(settings, store: "FeatureStore | None" = None) -> list[str]:
+    """The stored (non on-demand) features of the service: what the packed online vector holds."""
+    return [f for f in feature_names(settings, store) if f not in CONTEXT]
+
+
+def snapshot_times(settings) -> list[pd.Timestamp]:
+    """The snapshot times of the last build (from ``snapshots.json``)."""
+    meta = pipeline.read_meta(settings.features_dir)
+    if not meta:
+        raise FileNotFoundError(f"no feature build in {settings.features_dir}: run `nextbest features build` first")
+    return [pd.Timestamp(t) for t in meta["times"]]
+
+
+# --------------------------------------------------------------------------- training
+
+
+def _neutral_request(df: pd.DataFrame) -> pd.DataFrame:
+    from features.context import NEUTRAL_REQUEST
+
+    out = df.copy()
+    if "trigger_timestamp" not in out:
+        out["trigger_timestamp"] = out[TS]
+    else:
+        out["trigger_timestamp"] = pd.to_datetime(out["trigger_timestamp"], utc=True).fillna(out[TS])
+    for col, default in NEUTRAL_REQUEST.items():
+        if col not in out:
+            out[col] = default
+        else:
+            out[col] = out[col].fillna(default)
+    out["near_store"] = out["near_store"].astype("int64")
+    return out
+
+
+def historical_features(settings, entity_df: pd.DataFrame, store: "FeatureStore | None" = None) -> pd.DataFrame:
+    """Point-in-time features of the feature service for ``entity_df`` rows (customer_id, event_timestamp).
+
+    Returns ``entity_df``'s columns (index reset) followed by the service's
+    features and the customer's ``timezone`` (string, None when unknown; not a
+    model feature), row for row in ``entity_df``'s order; rows without a
+    snapshot get NaN. Missing request-context columns get neutral values
+    (``trigger_timestamp`` = ``event_timestamp``, no trigger, no channel).
+    """
+    store = store or get_store(settings)
+    names = feature_names(settings, store)
+    base = entity_df.reset_index(drop=True)
+    if base.empty:
+        return base.assign(**{n: pd.Series(dtype=np.float32) for n in names}, timezone=pd.Series(dtype=object))
+    query = base[[ENTITY_KEY, TS, *[c for c in CONTEXT_REQUEST if c in base]]].copy()
+    query[ENTITY_KEY] = query[ENTITY_KEY].astype(str)
+    query[TS] = pd.to_datetime(query[TS], utc=True)
+    query = _neutral_request(query)
+    query[TS] = query[TS].dt.as_unit("ns")
+    query["_row"] = np.arange(len(query), dtype=np.int64)
+    fs = store.get_feature_service(settings.features.feature_service)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = store.get_historical_features(entity_df=query, features=fs).to_df()
+    rows = res["_row"].to_numpy() if "_row" in res else np.zeros(0, np.int64)
+    if len(rows) == len(query) and np.array_equal(np.sort(rows), query["_row"].to_numpy()):
+        merged = res.set_index("_row").reindex(query["_row"].to_numpy())
+    else:  # an offline store that drops or deduplicates rows: join back by key
+        res[TS] = pd.to_datetime(res[TS], utc=True).dt.as_unit("ns")
+        res[ENTITY_KEY] = res[ENTITY_KEY].astype(str)
+        keys = [ENTITY_KEY, TS]
+        merged = query[keys].merge(res[keys + names].drop_duplicates(keys), on=keys, how="left", validate="m:1")
+    feats = merged[names].astype(np.float32)
+    if "timezone" in merged and "timezone" not in base:
+        feats["timezone"] = merged["timezone"].astype(object).where(merged["timezone"].notna(), None)
+    feats.index = base.index
+    return pd.concat([base.drop(columns=[c for c in names if c in base]), feats], axis=1)
+
+
+# --------------------------------------------------------------------------- materialize
+
+
+def latest_snapshot(settings, names: Sequence[str] | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(customer ids, snapshot times ns, X float32 [n, F] in ``names`` order, timezones) of each customer's latest row."""
+    import pyarrow.parquet as pq
+
+    names = list(names or CUSTOMER_FEATURES)
+    pos = {f: j for j, f in enumerate(names)}
+    fd = settings.features_dir
+    ids = ts = tz = X = None
+    first_keys = None
+    for view, feats in VIEWS.items():
+        path = fd / f"{view}.parquet"
+        if not path.exists():
+            raise FileNotFoundError(f"{path} is missing: run `nextbest features build` first")
+        keys = pq.read_table(path, columns=[ENTITY_KEY, TS])
+        if first_keys is not None and keys.equals(first_keys):
+            take, where = first_take, np.arange(len(ids))  # same rows as the first view (the pipeline's layout)
+        else:
+            cid = keys.column(ENTITY_KEY).to_numpy(zero_copy_only=False)
+            t = keys.column(TS).cast("int64").to_numpy()
+            codes, uniq = pd.factorize(cid)
+            order = np.lexsort((t, codes))
+            sc = codes[order]
+            last = np.ones(len(sc), bool)
+            last[:-1] = sc[1:] != sc[:-1]
+            take = order[last]
+            if ids is None:
+                ids, ts = np.asarray(uniq, dtype=object)[sc[last]], t[take]
+                X = np.full((len(ids), len(names)), np.nan, np.float32)
+                tz = np.full(len(ids), "UTC", dtype=object)
+                first_keys, first_take = keys, take
+                where = np.arange(len(ids))
+            else:
+                where = pd.Index(ids).get_indexer(np.asarray(uniq, dtype=object)[sc[last]])
+                take, where = take[where >= 0], where[where >= 0]
+        wanted = [f for f in feats if f in pos] + (["timezone"] if view == "customer_profile" else [])
+        tbl = pq.read_table(path, columns=wanted).take(take)
+        for f in wanted:
+            col = tbl.column(f).to_numpy(zero_copy_only=False)
+            if f == "timezone":
+                tz[where] = col
+            else:
+                X[where, pos[f]] = col
+    return ids, ts, X, tz
+
+
+def pack_vectors(X: np.ndarray, timezones: Sequence[str]) -> list[bytes]:
+    """Row i -> float32 little-endian bytes of ``X[i]`` followed by the UTF-8 timezone."""
+    X = np.ascontiguousarray(X, dtype="<f4")
+    raw = X.tobytes()
+    rb = X.shape[1] * 4
+    tzb = {z: str(z).encode() for z in set(timezones)}
+    return [raw[i * rb : (i + 1) * rb] + tzb[z] for i, z in enumerate(timezones)]
+
+
+def _vector_rows(ids: Sequence[str], ts_ns: np.ndarray, blobs: list[bytes]) -> list:
+    from feast.protos.feast.types.EntityKey_pb2 import EntityKey as EntityKeyProto
+    from feast.protos.feast.types.Value_pb2 import Value as ValueProto
+
+    field = _defs().VECTOR_FIELD
+    uniq = {int(t): datetime.fromtimestamp(int(t) / 1e9, tz=timezone.utc) for t in np.unique(ts_ns)}
+    return [
+        (
+            EntityKeyProto(join_keys=[ENTITY_KEY], entity_values=[ValueProto(string_val=cid)]),
+            {field: ValueProto(bytes_val=blob)},
+            uniq[int(t)],
+            None,
+        )
+        for cid, t, blob in zip(ids, ts_ns, blobs)
+    ]
+
+
+def _check_vector_view(view, names: list[str], settings) -> None:
+    d = _defs()
+    want = d.feature_list_hash(tuple(names))
+    got = view.tags.get(d.HASH_TAG)
+    if got != want or view.tags.get(d.SERVICE_TAG) != settings.features.feature_service:
+        raise RuntimeError(
+            f"the registered {d.VECTOR_VIEW} view (service {view.tags.get(d.SERVICE_TAG)!r}, features {got}) does not "
+            f"match feature service {settings.features.feature_service!r} (features {want}): run `nextbest features apply`"
+        )
+
+
+def write_vectors(settings, store, ids, ts_ns, X, timezones, progress: bool = False) -> int:
+    """Write packed vectors through the online store's ``online_write_batch`` in batches; return rows written."""
+    d = _defs()
+    view = store.get_feature_view(d.VECTOR_VIEW)
+    provider = store._get_provider()
+    batch = settings.online_store.write_batch_size
+    n = len(ids)
+    for lo in range(0, n, batch):
+        hi = min(lo + batch, n)
+        rows = _vector_rows(ids[lo:hi], ts_ns[lo:hi], pack_vectors(X[lo:hi], timezones[lo:hi]))
+        provider.online_write_batch(store.config, view, rows, progress=None)
+        if progress:
+            print(f"  online store: {hi:,}/{n:,} customers", flush=True)
+    return n
+
+
+def _state(settings) -> dict:
+    p = settings.features_dir / STATE_FILE
+    return json.loads(p.read_text()) if p.exists() else {}
+
+
+def _set_state(settings, **kv) -> None:
+    st = _state(settings)
+    st.update(kv)
+    (settings.features_dir / STATE_FILE).write_text(json.dumps(st, indent=2, default=str))
+
+
+def materialize(settings, progress: bool = False, plain: bool = False, store: "FeatureStore | None" = None) -> dict:
+    """Write every customer's latest snapshot to the online store; return timings.
+
+    Default: one packed vector per customer (``customer_vector``), batched
+    through ``online_write_batch``. ``plain=True``: Feast's standard
+    ``materialize`` of the six scalar views (much slower; for
+    ``get_online_features`` users and as a baseline). Customers with real-time
+    events newer than the build are then refreshed again, so a rebuild of the
+    online store never hides them.
+    """
+    store = store or get_store(settings)
+    t0 = time.perf_counter()
+    stats: dict[str, Any] = {"online_store": settings.online_store.kind, "mode": "plain" if plain else "packed"}
+    if plain:
+        import pyarrow.parquet as pq
+
+        path = settings.features_dir / "customer_profile.parquet"
+        ts = pq.read_table(path, columns=[TS]).column(TS)
+        import pyarrow.compute as pc
+
+        lo, hi = pc.min(ts).as_py(), pc.max(ts).as_py()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            store.materialize(
+                start_date=lo - pd.Timedelta(seconds=1),
+                end_date=hi + pd.Timedelta(seconds=1),
+                feature_views=list(VIEWS),
+                disable_event_timestamp=False,
+            )
+        n = pq.read_table(path, columns=[ENTITY_KEY]).column(ENTITY_KEY).unique()
+        stats.update(customers=len(n), n_features=len(CUSTOMER_FEATURES))
+        _set_state(settings, plain_materialized=True, plain_at=datetime.now(timezone.utc).isoformat())
+    else:
+        names = customer_feature_names(settings, store)
+        _check_vector_view(store.get_feature_view(_defs().VECTOR_VIEW), names, settings)
+        ids, ts, X, tz = latest_snapshot(settings, names)
+        t_read = time.perf_counter() - t0
+        write_vectors(settings, store, ids, ts, X, tz, progress=progress)
+        stats.update(customers=int(len(ids)), n_features=len(names), read_seconds=round(t_read, 2))
+        _set_state(settings, packed_materialized=True, packed_at=datetime.now(timezone.utc).isoformat())
+    t_write = time.perf_counter() - t0
+    refreshed = _refresh_live(settings, store)
+    stats.update(seconds=round(time.perf_counter() - t0, 2), write_seconds=round(t_write, 2), live_refreshed=refreshed)
+    stats["customers_per_second"] = round(stats["customers"] / max(t_write, 1e-9))
+    return stats
+
+
+# --------------------------------------------------------------------------- online reads
+
+
+class OnlineFeatures:
+    """Online feature reads for serving; construct once at service start.
+
+    ``read(ids)`` returns ``X`` (float32 ``[n, len(names)]`` in the feature
+    service's order: the customer features from the packed online vector, then
+    the request context computed by ``features.context.compute_context``),
+    ``found`` (bool ``[n]``) and each customer's timezone (``"UTC"`` when
+    unknown). Unknown customers get NaN customer features and ``found=False``.
+    """
+
+    def __init__(self, settings, store: "FeatureStore | None" = None):
+        d = _defs()
+        self.settings = settings
+        self.store = store or get_store(settings)
+        self.config = self.store.config
+        self.names = feature_names(settings, self.store)
+        self.customer_names = [f for f in self.names if f not in CONTEXT]
+        self.context_names = [f for f in self.names if f in CONTEXT]
+        self.n_customer = len(self.customer_names)
+        self.view = self.store.get_feature_view(d.VECTOR_VIEW)
+        _check_vector_view(self.view, self.customer_names, settings)
+        self._provider = self.store._get_provider()
+        self._field = d.VECTOR_FIELD
+        self._index = {n: i for i, n in enumerate(self.names)}
+        from feast.protos.feast.types.EntityKey_pb2 import EntityKey
+        from feast.protos.feast.types.Value_pb2 import Value
+
+        self._EntityKey, self._Value = EntityKey, Value
+        self._ctx_pos = [self._index[c] for c in self.context_names]
+
+    def index(self, name: str) -> int:
+        return self._index[name]
+
+    def read_customer(self, customer_ids: Sequence[str]) -> tuple[np.ndarray, np.ndarray, list[str]]:
+        """Customer features only: (X float32 [n, n_customer], found, timezones)."""
+        keys = [self._EntityKey(join_keys=[ENTITY_KEY], entity_values=[self._Value(string_val=str(c))]) for c in customer_ids]
+        rows = self._provider.online_read(self.config, self.view, keys, [self._field]) if keys else []
+        n, F = len(keys), self.n_customer
+        X = np.full((n, F), np.nan, np.float32)
+        found = np.zeros(n, bool)
+        tz = ["UTC"] * n
+        nb = 4 * F
+        for i, (_, vals) in enumerate(rows):
+            if not vals:
+                continue
+            blob = vals[self._field].bytes_val
+            if len(blob) < nb:
+                continue
+            X[i] = np.frombuffer(blob, "<f4", count=F)
+            found[i] = True
+            tz[i] = blob[nb:].decode() or "UTC"
+        return X, found, tz
+
+    def read(
+        self,
+        customer_ids: Sequence[str],
+        context: dict | pd.DataFrame | None = None,
+    ) -> tuple[np.ndarray, np.ndarray, list[str]]:
+        """(X float32 [n, len(names)], found bool [n], timezones) for ``customer_ids``.
+
+        ``context``: request fields (``names.CONTEXT_REQUEST``) as a dict of
+        scalars or per-row lists, or a DataFrame; missing fields get neutral
+        values and ``trigger_timestamp`` defaults to now.
+        """
+        Xc, found, tz = self.read_customer(customer_ids)
+        if not self.context_names:
+            return Xc, found, tz
+        from features.context import NEUTRAL_REQUEST, compute_context
+
+        n = len(tz)
+        ctx_in = dict(context) if isinstance(context, dict) else (
+            {c: context[c].tolist() for c in context.columns} if isinstance(context, pd.DataFrame) else {}
+        )
+        ts = ctx_in.get("trigger_timestamp")
+        if ts is None:
+            ts = [datetime.now(timezone.utc)] * n
+        elif not isinstance(ts, (list, tuple, np.ndarray, pd.Series, pd.Index)):
+            ts = [ts] * n
+        ctx = compute_context(
+            ts,
+            tz,
+            ctx_in.get("trigger_event", NEUTRAL_REQUEST["trigger_event"]),
+            ctx_in.get("trigger_channel", NEUTRAL_REQUEST["trigger_channel"]),
+            ctx_in.get("near_store", NEUTRAL_REQUEST["near_store"]),
+            ctx_in.get("weather", NEUTRAL_REQUEST["weather"]),
+        )
+        X = np.empty((n, len(self.names)), np.float32)
+        cust_pos = [self._index[c] for c in self.customer_names]
+        X[:, cust_pos] = Xc
+        for name, j in zip(self.context_names, self._ctx_pos):
+            X[:, j] = ctx[name]
+        return X, found, tz
+
+    def push(self, events: pd.DataFrame, customers: pd.DataFrame | None = None, now=None) -> dict:
+        """Real-time refresh through this reader's store (see :func:`push`)."""
+        return push(self.settings, events, customers=customers, now=now, store=self.store)
+
+
+# --------------------------------------------------------------------------- real time
+
+_EVENT_COLS = ("customer_id", "event_timestamp", "event_type", "channel", "amount", "action_id", "campaign_id")
+_live_lock = threading.Lock()
+
+
+class LiveEvents:
+    """Events (and new customers) received in real time, indexed by customer (SQLite beside the features)."""
+
+    def __init__(self, features_dir: Path):
+        self.path = Path(features_dir) / LIVE_DB
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with closing(self._conn()) as c, c:
+            c.execute(
+                "CREATE TABLE IF NOT EXISTS events (customer_id TEXT, ts_ns INTEGER, event_type TEXT, channel TEXT,"
+                " amount REAL, action_id TEXT, campaign_id TEXT)"
+            )
+            c.execute("CREATE INDEX IF NOT EXISTS events_customer ON events (customer_id, ts_ns)")
+            c.execute("CREATE TABLE IF NOT EXISTS customers (customer_id TEXT PRIMARY KEY, row TEXT)")
+
+    def _conn(self) -> sqlite3.Connection:
+        return sqlite3.connect(self.path, timeout=30)
+
+    def append(self, events: pd.DataFrame, customers: pd.DataFrame | None = None) -> None:
+        ev = events.reset_index(drop=True)
+        ts = pd.to_datetime(ev["event_timestamp"], utc=True).dt.as_unit("ns").astype("int64")
+        rows = [
+            (
+                str(r[0]), int(t), r[2],
+                r[3] if isinstance(r[3], str) else None,
+                None if r[4] is None or (isinstance(r[4], float) and np.isnan(r[4])) else float(r[4]),
+                r[5] if isinstance(r[5], str) else None,
+                r[6] if isinstance(r[6], str) else None,
+            )
+            for r, t in zip(ev.reindex(columns=list(_EVENT_COLS)).itertuples(index=False), ts)
+        ]
+        with _live_lock, closing(self._conn()) as c, c:
+            c.executemany("INSERT INTO events VALUES (?,?,?,?,?,?,?)", rows)
+            if customers is not None and len(customers):
+                recs = customers.reset_index(drop=True)
+                payload = json.loads(recs.to_json(orient="records", date_format="iso", date_unit="ns"))
+                c.executemany(
+                    "INSERT OR REPLACE INTO customers VALUES (?, ?)",
+                    [(str(p["customer_id"]), json.dumps(p)) for p in payload],
+                )
+
+    def events_for(self, ids: Sequence[str], since_ns: int | None = None) -> pd.DataFrame:
+        ids = [str(i) for i in ids]
+        q = f"SELECT * FROM events WHERE customer_id IN ({','.join('?' * len(ids))})"
+        args: list = list(ids)
+        if since_ns is not None:
+            q += " AND ts_ns >= ?"
+            args.append(int(since_ns))
+        with closing(self._conn()) as c:
+            rows = c.execute(q, args).fetchall()
+        df = pd.DataFrame(rows, columns=["customer_id", "ts_ns", "event_type", "channel", "amount", "action_id", "campaign_id"])
+        df.insert(1, "event_timestamp", pd.to_datetime(df.pop("ts_ns").astype("int64"), utc=True))
+        df["amount"] = df["amount"].astype(float)
+        return df
+
+    def customers_for(self, ids: Sequence[str]) -> pd.DataFrame:
+        ids = [str(i) for i in ids]
+        with closing(self._conn()) as c:
+            rows = c.execute(
+                f"SELECT row FROM customers WHERE customer_id IN ({','.join('?' * len(ids))})", ids
+            ).fetchall()
+        if not rows:
+            return pd.DataFrame()
+        df = pd.DataFrame([json.loads(r[0]) for r in rows])
+        df["registered_at"] = pd.to_datetime(df["registered_at"], utc=True)
+        return df
+
+    def customer_ids(self, since_ns: int | None = None) -> list[str]:
+        if not self.path.exists():
+            return []
+        with closing(self._conn()) as c:
+            if since_ns is None:
+                rows = c.execute("SELECT DISTINCT customer_id FROM events").fetchall()
+            else:
+                rows = c.execute("SELECT DISTINCT customer_id FROM events WHERE ts_ns >= ?", (int(since_ns),)).fetchall()
+        return [r[0] for r in rows]
+
+
+def _history(settings, ids: Sequence[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """World customers and events of ``ids`` (customer-sorted history files written by the build)."""
+    import pyarrow.parquet as pq
+
+    hdir = settings.features_dir / pipeline.HISTORY_DIR
+    ids = sorted({str(i) for i in ids})
+    if not (hdir / "events.parquet").exists():
+        return pd.DataFrame(), pd.DataFrame(columns=list(_EVENT_COLS))
+    flt = [(ENTITY_KEY, "in", ids)]
+    cust = pq.read_table(hdir / "customers.parquet", filters=flt).to_pandas()
+    ev = pq.read_table(hdir / "events.parquet", filters=flt).to_pandas()
+    return cust, ev
+
+
+def _data_end_ns(settings) -> int | None:
+    meta = pipeline.read_meta(settings.features_dir)
+    return pd.Timestamp(meta["data_end"]).value if meta.get("data_end") else None
+
+
+def _merge_customers(world: pd.DataFrame, live: pd.DataFrame) -> pd.DataFrame:
+    if live is None or live.empty:
+        return world
+    if world is None or world.empty:
+        return live
+    world = world[~world[ENTITY_KEY].astype(str).isin(live[ENTITY_KEY].astype(str))]
+    return pd.concat([world, live], ignore_index=True)
+
+
+def _snapshot_vectors(settings, ids: list[str], t, names: list[str]):
+    """Recompute the snapshot at ``t`` of customers ``ids`` from world history + live events."""
+    world_c, world_e = _history(settings, ids)
+    live = LiveEvents(settings.features_dir)
+    since = _data_end_ns(settings)
+    live_e = live.events_for(ids, since_ns=since)
+    customers = _merge_customers(world_c, live.customers_for(ids))
+    if customers is None or customers.empty:
+        return None
+    customers = customers.copy()
+    customers["registered_at"] = pd.to_datetime(customers["registered_at"], utc=True)
+    frames = [f for f in (world_e, live_e) if len(f)]
+    events = pd.concat(frames, ignore_index=True) if frames else live_e
+    events = events.copy()
+    events["event_timestamp"] = pd.to_datetime(events["event_timestamp"], utc=True)
+    snaps = pipeline.snapshot_at(customers, events, t, settings)
+    return snaps
+
+
+def _write_snapshot(settings, store, snaps: dict[str, pd.DataFrame], names: list[str]) -> int:
+    prof = snaps["customer_profile"]
+    if prof.empty:
+        return 0
+    ids = prof[ENTITY_KEY].to_numpy(dtype=object)
+    X = np.full((len(ids), len(names)), np.nan, np.float32)
+    for view, df in snaps.items():
+        for f in VIEWS[view]:
+            if f in names:
+                X[:, names.index(f)] = df[f].to_numpy(np.float32)
+    # through the view's push source: Feast's real-time write path
+    from feast.data_source import PushMode
+
+    d = _defs()
+    df = pd.DataFrame({ENTITY_KEY: ids, TS: prof[TS].to_numpy(), d.VECTOR_FIELD: pack_vectors(X, prof["timezone"].tolist())})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        store.push(d.VECTOR_PUSH_SOURCE, df, to=PushMode.ONLINE)
+    if _state(settings).get("plain_materialized"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            for view, df in snaps.items():
+                store.write_to_online_store(view, df)
+    return len(ids)
+
+
+def push(
+    settings,
+    events: pd.DataFrame,
+    customers: pd.DataFrame | None = None,
+    now=None,
+    store: "FeatureStore | None" = None,
+) -> dict:
+    """Real-time update: record contract ``events`` (and new ``customers`` rows), recompute the
+    affected customers' snapshot at now with the pipeline's own code, write it to the online store.
+
+    The snapshot time is ``max(now, latest pushed event + 1 µs)`` so every pushed
+    event counts. Live events older than the last build's data end are taken to
+    be part of the world already and are ignored.
+    """
+    from nextbest.contract import EVENT_TYPES
+
+    t0 = time.perf_counter()
+    missing = [c for c in ("customer_id", "event_timestamp", "event_type") if c not in events]
+    if missing:
+        raise ValueError(f"push: events need the contract columns {missing}")
+    unknown = sorted(set(events["event_type"].dropna().astype(str)) - set(EVENT_TYPES))
+    if unknown:
+        raise ValueError(f"push: unknown event_type {unknown}; allowed: {', '.join(EVENT_TYPES)}")
+    events = events.copy()
+    events["event_timestamp"] = pd.to_datetime(events["event_timestamp"], utc=True)
+    if events["event_timestamp"].isna().any():
+        raise ValueError("push: every event needs an event_timestamp")
+    ids = sorted(set(events[ENTITY_KEY].astype(str)) | (set(customers[ENTITY_KEY].astype(str)) if customers is not None else set()))
+    if not ids:
+        return {"customers": 0, "events": 0, "seconds": 0.0}
+    live = LiveEvents(settings.features_dir)
+    live.append(events, customers)
+    now = pd.Timestamp(now) if now is not None else pd.Timestamp.now(tz="UTC")
+    now = now.tz_localize("UTC") if now.tzinfo is None else now.tz_convert("UTC")
+    latest = events["event_timestamp"].max() if len(events) else now
+    t = max(now, latest + pd.Timedelta(microseconds=1))
+    store = store or get_store(settings)
+    names = customer_feature_names(settings, store)
+    snaps = _snapshot_vectors(settings, ids, t, names)
+    written = _write_snapshot(settings, store, snaps, names) if snaps is not None else 0
+    return {
+        "customers": written,
+        "unknown_customers": len(ids) - written,
+        "events": int(len(events)),
+        "snapshot_time": t.isoformat(),
+        "seconds": round(time.perf_counter() - t0, 4),
+    }
+
+
+def _refresh_live(settings, store) -> int:
+    """Re-apply real-time events newer than the build (after a bulk rewrite of the online store)."""
+    since = _data_end_ns(settings)
+    ids = LiveEvents(settings.features_dir).customer_ids(since) if (settings.features_dir / LIVE_DB).exists() else []
+    if not ids:
+        return 0
+    names = customer_feature_names(settings, store)
+    live = LiveEvents(settings.features_dir).events_for(ids, since_ns=since)
+    t = max(pd.Timestamp.now(tz="UTC"), live["event_timestamp"].max() + pd.Timedelta(microseconds=1))
+    total = 0
+    for lo in range(0, len(ids), 5000):
+        snaps = _snapshot_vectors(settings, ids[lo : lo + 5000], t, names)
+        total += _write_snapshot(settings, store, snaps, names) if snaps is not None else 0
+    return total

@@ -1,0 +1,246 @@
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from features.names import CONTEXT, CUSTOMER_FEATURES, TRIGGERS, VIEWS
+from nextbest.contract import write_world
+from tests.features.conftest import settings_for
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _latest(settings) -> pd.DataFrame:
+    wide = None
+    for view in VIEWS:
+        df = pd.read_parquet(settings.features_dir / f"{view}.parquet")
+        df = df[df["event_timestamp"] == df["event_timestamp"].max()]
+        wide = df if wide is None else wide.merge(df, on=["customer_id", "event_timestamp"])
+    return wide.set_index("customer_id")
+
+
+def test_apply_registers_the_feature_service_in_order(built):
+    from features import store
+
+    s = built["settings"]
+    names = store.feature_names(s)
+    assert names == [*CUSTOMER_FEATURES, *CONTEXT]  # timezone feeds the context view, not the models
+    st = store.get_store(s)
+    assert {fv.name for fv in st.list_feature_views()} == {*VIEWS, "customer_vector"}
+    assert [o.name for o in st.list_on_demand_feature_views()] == ["request_context"]
+    assert [fs.name for fs in st.list_feature_services()] == ["nba_v1"]
+    times = store.snapshot_times(s)
+    assert times[-1] == pd.Timestamp(built["summary"]["data_end"])
+
+
+def test_historical_features_keep_entity_order(built, tiny_world):
+    from features import store
+
+    s = built["settings"]
+    customers, _ = tiny_world
+    prof = pd.read_parquet(s.features_dir / "customer_lifecycle.parquet")
+    rows = prof[["customer_id", "event_timestamp"]].sample(80, random_state=2)
+    rows["event_timestamp"] = rows["event_timestamp"] + pd.Timedelta(hours=13)  # between snapshots
+    extra = pd.DataFrame({
+        "customer_id": ["nobody", customers["customer_id"].iloc[0], rows["customer_id"].iloc[0]],
+        "event_timestamp": [pd.Timestamp("2025-03-01", tz="UTC"), pd.Timestamp("2020-01-01", tz="UTC"), rows["event_timestamp"].iloc[0]],
+    })
+    entity = pd.concat([rows, extra], ignore_index=True).sample(frac=1.0, random_state=3)  # shuffled, one duplicate
+    entity.index = np.arange(100, 100 + len(entity))
+    entity["label"] = np.arange(len(entity))
+    out = store.historical_features(s, entity)
+    names = store.feature_names(s)
+    assert list(out.columns) == ["customer_id", "event_timestamp", "label", *names, "timezone"]
+    assert out["label"].tolist() == list(range(len(entity)))
+    assert len(out) == len(entity)
+    # values are the latest snapshot at or before each time (point in time)
+    ref = pd.merge_asof(
+        entity.reset_index(drop=True).assign(i=lambda d: np.arange(len(d))).sort_values("event_timestamp"),
+        prof.sort_values("event_timestamp"), on="event_timestamp", by="customer_id", direction="backward",
+    ).sort_values("i")
+    for f in ("n_purchases", "stage_code", "days_since_last_purchase"):
+        assert np.allclose(out[f].to_numpy(), ref[f].to_numpy(np.float32), equal_nan=True), f
+    unknown = out[out["customer_id"] == "nobody"]
+    assert unknown[list(CUSTOMER_FEATURES)].isna().all(axis=None) and unknown["timezone"].isna().all()
+    assert out.iloc[np.flatnonzero(out["event_timestamp"] == pd.Timestamp("2020-01-01", tz="UTC"))][list(CUSTOMER_FEATURES)].isna().all(axis=None)
+    # neutral request context: trigger at the row's own time, in the customer's timezone
+    known = out[out["n_purchases"].notna()]
+    tz = customers.set_index("customer_id").loc[known["customer_id"], "timezone"].to_numpy()
+    assert known["timezone"].tolist() == tz.tolist()
+    hours = [ts.tz_convert(z).hour for ts, z in zip(known["event_timestamp"], tz)]
+    assert known["ctx_local_hour"].tolist() == hours
+    assert (known["ctx_trigger_code"] == 0).all()
+
+
+def test_historical_features_use_request_context_when_given(built):
+    from features import store
+
+    s = built["settings"]
+    prof = pd.read_parquet(s.features_dir / "customer_profile.parquet")
+    row = prof.iloc[-1]
+    entity = pd.DataFrame({
+        "customer_id": [row["customer_id"]] * 2,
+        "event_timestamp": [row["event_timestamp"]] * 2,
+        "trigger_event": ["purchase", "visit"],
+        "trigger_channel": ["sms", None],
+        "weather": ["rain", None],
+    })
+    out = store.historical_features(s, entity)
+    assert out["ctx_trigger_code"].tolist() == [TRIGGERS.index("purchase"), TRIGGERS.index("visit")]
+    assert out["ctx_trigger_channel_code"].tolist() == [2.0, 0.0]
+    assert out["ctx_weather_code"].tolist() == [3.0, 0.0]
+
+
+def test_online_read_matches_the_latest_snapshot(built):
+    from features import store
+
+    s = built["settings"]
+    of = store.OnlineFeatures(s)
+    latest = _latest(s)
+    ids = list(latest.index[:50]) + ["no-such-customer"]
+    X, found, tz = of.read(ids)
+    assert X.shape == (51, len(of.names)) and X.dtype == np.float32
+    assert found[:50].all() and not found[50]
+    want = latest.loc[ids[:50], list(CUSTOMER_FEATURES)].to_numpy(np.float32)
+    cust = [of.index(f) for f in CUSTOMER_FEATURES]
+    assert np.array_equal(X[:50][:, cust], want, equal_nan=True)
+    assert np.isnan(X[50, cust]).all()
+    assert tz[:50] == latest.loc[ids[:50], "timezone"].tolist() and tz[50] == "UTC"
+    Xc, fc, _ = of.read_customer(ids[:3])
+    assert np.array_equal(Xc, X[:3, cust], equal_nan=True) and fc.all()
+    X1, f1, _ = of.read([ids[0]], context={"trigger_event": "cart_abandoned", "trigger_channel": "push"})
+    assert f1[0] and X1[0, of.index("ctx_trigger_code")] == TRIGGERS.index("cart_abandoned")
+    assert built["materialize"]["customers"] == len(latest)
+
+
+def test_push_makes_the_next_read_see_a_new_purchase(tmp_path, tiny_world):
+    from features import pipeline, store
+
+    s = settings_for(tmp_path / "data")
+    write_world(s.world_dir, *tiny_world)
+    pipeline.build(s)
+    store.apply(s)
+    store.materialize(s)
+    of = store.OnlineFeatures(s)
+    cid = tiny_world[0]["customer_id"].iloc[5]
+    X0, _, _ = of.read([cid])
+    n0 = X0[0, of.index("n_purchases")]
+    now = pd.Timestamp.now(tz="UTC")
+    ev = pd.DataFrame({"customer_id": [cid], "event_timestamp": [now - pd.Timedelta(seconds=1)],
+                       "event_type": ["purchase"], "amount": [30.0]})
+    res = of.push(ev)
+    assert res["customers"] == 1 and res["seconds"] < 1.0
+    X1, found, _ = of.read([cid])
+    assert found[0] and X1[0, of.index("n_purchases")] == n0 + 1
+    assert X1[0, of.index("days_since_last_purchase")] < 1 / 24
+    assert X1[0, of.index("frequency_30d")] >= 1
+    # a new customer arrives with its registration
+    newc = tiny_world[0].iloc[[0]].assign(customer_id="BRAND-NEW", registered_at=now - pd.Timedelta(minutes=1))
+    reg = pd.DataFrame({"customer_id": ["BRAND-NEW"], "event_timestamp": [now - pd.Timedelta(minutes=1)], "event_type": ["registration"]})
+    assert store.push(s, reg, customers=newc)["customers"] == 1
+    X2, f2, _ = of.read(["BRAND-NEW"])
+    assert f2[0] and X2[0, of.index("stage_code")] == 0 and X2[0, of.index("n_purchases")] == 0
+    # a rebuild of the online store keeps the real-time state
+    stats = store.materialize(s)
+    assert stats["live_refreshed"] == 2
+    X3, _, _ = of.read([cid])
+    assert X3[0, of.index("n_purchases")] == n0 + 1
+
+
+def test_plain_materialize_matches_the_packed_vector(tmp_path, tiny_world):
+    from features import pipeline, store
+
+    s = settings_for(tmp_path / "data")
+    write_world(s.world_dir, *tiny_world)
+    pipeline.build(s)
+    store.apply(s)
+    stats = store.materialize(s, plain=True)
+    assert stats["mode"] == "plain" and stats["customers"] == len(tiny_world[0])
+    store.materialize(s)
+    of = store.OnlineFeatures(s)
+    ids = tiny_world[0]["customer_id"].iloc[:20].tolist() + ["nobody"]
+    t = pd.Timestamp("2025-06-01 09:00", tz="UTC")
+    X, found, _ = of.read(ids, context={"trigger_timestamp": t, "trigger_event": "visit"})
+    st = store.get_store(s)
+    rows = [{"customer_id": c, "trigger_timestamp": t, "trigger_event": "visit", "trigger_channel": "",
+             "near_store": 0, "weather": "unknown"} for c in ids]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        d = st.get_online_features(features=st.get_feature_service("nba_v1"), entity_rows=rows).to_dict()
+    G = np.array([[np.nan if d[n][i] is None else d[n][i] for n in of.names] for i in range(len(ids))], np.float32)
+    assert np.allclose(X, G, equal_nan=True)
+    assert not found[-1]
+
+
+def test_redis_online_store(tmp_path, tiny_world, redis_port):
+    from features import pipeline, store
+
+    s = settings_for(tmp_path / "data", online_store__kind="redis", online_store__redis_port=str(redis_port))
+    write_world(s.world_dir, *tiny_world)
+    pipeline.build(s)
+    store.apply(s)
+    stats = store.materialize(s)
+    assert stats["online_store"] == "redis" and stats["customers"] == len(tiny_world[0])
+    of = store.OnlineFeatures(s)
+    latest = _latest(s)
+    ids = list(latest.index[:30]) + ["nobody"]
+    X, found, _ = of.read(ids)
+    cust = [of.index(f) for f in CUSTOMER_FEATURES]
+    assert found[:30].all() and not found[30]
+    assert np.array_equal(X[:30][:, cust], latest.loc[ids[:30], list(CUSTOMER_FEATURES)].to_numpy(np.float32), equal_nan=True)
+    n0 = X[0, of.index("n_purchases")]
+    ev = pd.DataFrame({"customer_id": [ids[0]], "event_timestamp": [pd.Timestamp.now(tz="UTC")],
+                       "event_type": ["purchase"], "amount": [12.0]})
+    of.push(ev)
+    assert of.read([ids[0]])[0][0, of.index("n_purchases")] == n0 + 1
+
+
+def test_cli_commands(tmp_path, tiny_world):
+    from typer.testing import CliRunner
+
+    from features.cli import app
+
+    data = tmp_path / "data"
+    s = settings_for(data)
+    write_world(s.world_dir, *tiny_world)
+    env = {"NEXTBEST__PATHS__DATA_DIR": str(data)}
+    runner = CliRunner()
+    for args in (["build", "--quiet"], ["apply"], ["materialize"]):
+        res = runner.invoke(app, [*args, "--config-dir", str(ROOT / "configs")], env=env)
+        assert res.exit_code == 0, (args, res.output, res.exception)
+    assert "customers" in res.output and "packed" in res.output
+
+
+def test_feast_cli_apply_from_the_repo_folder(tmp_path, built):
+    """`feast apply` run on features/ (with .feastignore) registers the same objects."""
+    s = built["settings"]
+    yaml = (ROOT / "features" / "feature_store.yaml").read_text()
+    yaml = yaml.replace("../data/features/registry.db", str(tmp_path / "registry.db"))
+    yaml = yaml.replace("../data/features/online_store.db", str(tmp_path / "online.db"))
+    (tmp_path / "feature_store.yaml").write_text(yaml)
+    feast = Path(sys.executable).parent / "feast"
+    env = {**os.environ, "NEXTBEST_FEATURES_DIR": str(s.features_dir)}
+    res = subprocess.run([str(feast), "-c", str(ROOT / "features"), "-f", str(tmp_path / "feature_store.yaml"), "apply"],
+                         capture_output=True, text=True, env=env, timeout=240)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "feature service nba_v1" in res.stdout and "on demand feature view request_context" in res.stdout
+    from feast import FeatureStore
+
+    fs = FeatureStore(fs_yaml_file=tmp_path / "feature_store.yaml", repo_path=str(ROOT / "features"))
+    src = fs.get_data_source("customer_rfm_source")
+    assert src.path == str(s.features_dir / "customer_rfm.parquet")
+
+
+@pytest.mark.parametrize("module", ["features.cli", "features.pipeline", "features.store", "features.context"])
+def test_modules_import_without_work(module):
+    code = f"import time, sys; t=time.perf_counter(); import {module}; assert 'feast' not in sys.modules, 'feast imported'; print(time.perf_counter()-t)"
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert res.returncode == 0, res.stderr
+    assert float(res.stdout) < 3.0
