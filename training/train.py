@@ -60,6 +60,31 @@ def _signature(ds: Dataset, pred: np.ndarray):
     return infer_signature(sample, pred[:50])
 
 
+def _log_test_predictions(ds: Dataset, pred: np.ndarray, oracle_pred: np.ndarray | None, limit: int = 50_000) -> None:
+    """The held-out predictions (a sample), for gains and calibration charts in the report."""
+    import tempfile
+
+    import mlflow
+    import pandas as pd
+
+    f = ds.test.frame.copy()
+    f["label"] = ds.test.y
+    if pred.ndim == 1:
+        f["prediction"] = pred
+        if oracle_pred is not None:
+            f["oracle"] = oracle_pred
+    else:
+        top = np.argsort(-pred, axis=1)[:, :3]
+        f["top1"], f["top2"], f["top3"] = top[:, 0], top[:, 1], top[:, 2]
+        if oracle_pred is not None:
+            f["oracle_top1"] = oracle_pred.argmax(axis=1)
+    f = f.sample(n=min(limit, len(f)), random_state=0)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = f"{tmp}/test_predictions.parquet"
+        f.to_parquet(path, index=False)
+        mlflow.log_artifact(path, "evaluation")
+
+
 def train_head(settings: Settings, head: str, src, use_tuned: bool = True, oracle=None) -> HeadResult:
     import mlflow
 
@@ -74,6 +99,7 @@ def train_head(settings: Settings, head: str, src, use_tuned: bool = True, oracl
     pred = predict_test(head, model, ds)
     test_metrics = M.metrics(head, ds.test.y, pred)
     base_name, base = B.baseline_metrics(ds)
+    oracle_pred = B.oracle_scores(ds, oracle, settings)
     orc = B.oracle_metrics(ds, oracle, settings)
     contract = {
         "head": head,
@@ -104,6 +130,7 @@ def train_head(settings: Settings, head: str, src, use_tuned: bool = True, oracl
         mlflow.log_dict({"features": ds.features, "feature_service": settings.features.feature_service}, "features.json")
         mlflow.log_dict(dict(M.importance(model, top=len(ds.features))), "feature_importance.json")
         mlflow.log_dict(contract, "contract.json")
+        _log_test_predictions(ds, pred, oracle_pred)
         info = mlflow.lightgbm.log_model(
             model.booster, name="model", signature=_signature(ds, pred), registered_model_name=name,
             metadata={"nextbest": json.loads(json.dumps(contract, default=str))},
