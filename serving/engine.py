@@ -139,6 +139,7 @@ class Engine:
             "feature_store": "ok" if self.online is not None else f"unavailable: {self.feature_error}",
             "models": {h: m.version for h, m in self.scorer.models.items()},
             "fallback_heads": self.scorer.unavailable,
+            "compiled_trees": self.scorer.compiled,
             "channels": list(CHANNELS),
             "uptime_s": round(time.time() - self.started, 1),
         }

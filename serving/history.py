@@ -55,9 +55,9 @@ class ContactHistory:
         conn = self._connect()
         while True:
             batch = [self._queue.get()]
-            while not self._queue.empty() and len(batch) < 1000:
+            while not self._queue.empty() and len(batch) < 100:
                 batch.append(self._queue.get_nowait())
-            rows = [b for b in batch if b is not None]
+            rows = [row for b in batch if b is not None for row in self._rows(*b)]
             if rows:
                 conn.executemany("INSERT OR REPLACE INTO decisions VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)", rows)
             for _ in batch:
@@ -66,13 +66,17 @@ class ContactHistory:
                 return
 
     def log_decisions(self, records: list[dict], decided_at: str, request_id: str | None) -> None:
-        for r in records:
-            self._queue.put((
-                r["decision_id"], r["customer_id"], decided_at, request_id, r["action"], r.get("channel"),
-                r.get("send_at"), r.get("stage"), r.get("expected_value"), int(bool(r.get("control_group"))),
-                r.get("holdout_action"), int(bool(r.get("cold_start"))), int(bool(r.get("fallback"))),
-                json.dumps(r.get("model_versions") or {}),
-            ))
+        """Queue a request's decisions; the writer thread turns them into rows off the request path."""
+        self._queue.put((records, decided_at, request_id))
+
+    @staticmethod
+    def _rows(records: list[dict], decided_at: str, request_id: str | None) -> list[tuple]:
+        versions = json.dumps(records[0].get("model_versions") or {}) if records else "{}"
+        return [(
+            r["decision_id"], r["customer_id"], decided_at, request_id, r["action"], r.get("channel"),
+            r.get("send_at"), r.get("stage"), r.get("expected_value"), int(bool(r.get("control_group"))),
+            r.get("holdout_action"), int(bool(r.get("cold_start"))), int(bool(r.get("fallback"))), versions,
+        ) for r in records]
 
     def flush(self) -> None:
         self._queue.join()

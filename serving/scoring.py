@@ -4,7 +4,9 @@ numpy, one predict call per head. Shared by the online service and batch scoring
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import threading
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -31,6 +33,7 @@ class Scorer:
     models: dict = field(default_factory=dict)  # head -> LoadedModel
     unavailable: dict = field(default_factory=dict)  # head -> reason
     _cols: dict = field(default_factory=dict)
+    compiled: dict | None = None  # head -> compiled trees in use (None until compilation finished)
 
     def __post_init__(self):
         index = {f: i for i, f in enumerate(self.feature_names)}
@@ -47,11 +50,30 @@ class Scorer:
             self._cols[head] = np.array([index[f] for f in wanted], dtype=np.int64)
 
     @classmethod
-    def from_registry(cls, settings, feature_names: list[str]) -> "Scorer":
+    def from_registry(cls, settings, feature_names: list[str], compile: str = "background") -> "Scorer":
+        """Champions from the registry. compile: "background" (serve at once, switch to compiled trees
+        when ready), "now" (compile before returning) or "no"."""
         from training.registry import load_champions
 
         loaded, missing = load_champions(settings, HEADS)
-        return cls(list(feature_names), loaded, dict(missing))
+        scorer = cls(list(feature_names), loaded, dict(missing))
+        cache = settings.data_dir / "serving" / "compiled"
+        if compile == "now":
+            scorer.compile(cache)
+        elif compile == "background":
+            threading.Thread(target=scorer.compile, args=(cache,), name="compile-trees", daemon=True).start()
+        return scorer
+
+    def compile(self, cache_dir) -> dict[str, bool]:
+        """Compile every head's trees to native code (cached per model content); keep boosters on failure."""
+        done = {}
+        for head, m in list(self.models.items()):
+            digest = hashlib.sha1(m.head.booster.model_to_string().encode()).hexdigest()[:12]
+            done[head] = m.head.compile(cache_dir / f"{head}-v{m.version}-{digest}.so")
+            if not done[head]:
+                log.warning("%s: compiled trees unavailable, LightGBM predicts", head)
+        self.compiled = done
+        return done
 
     @property
     def versions(self) -> dict[str, str]:

@@ -8,6 +8,7 @@ without MLflow's pyfunc layer.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import lightgbm as lgb
 import numpy as np
@@ -40,12 +41,40 @@ class Head:
     booster: lgb.Booster
     features: list[str]
     calibration: dict | None  # {"x": [...], "y": [...]} isotonic map for binary heads
+    compiled: object = None  # a compiled forest (lleaves) with the same predictions, when available
 
     def predict(self, X: np.ndarray) -> np.ndarray:
-        raw = self.booster.predict(X, num_threads=1)
+        c = self.compiled
+        raw = c.predict(X, n_jobs=1) if c is not None else self.booster.predict(X, num_threads=1)
         if self.calibration is not None:
             return np.interp(raw, self.calibration["x"], self.calibration["y"])
         return raw
+
+    def compile(self, cache: Path) -> bool:
+        """Compile the trees to native code (lleaves/LLVM), cached on disk; ~5x faster small-batch predictions.
+
+        Returns False (and keeps the booster) when the compiler is unavailable or disagrees with LightGBM.
+        """
+        try:
+            import lleaves
+        except ImportError:
+            return False
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        model_file = cache.with_suffix(".txt")
+        if not model_file.exists():
+            self.booster.save_model(str(model_file))
+        try:
+            compiled = lleaves.Model(model_file=str(model_file))
+            compiled.compile(cache=str(cache))
+        except Exception:
+            return False
+        probe = np.random.default_rng(0).normal(size=(64, self.booster.num_feature())).astype(np.float32)
+        probe[::7, ::3] = np.nan
+        same = np.allclose(np.asarray(compiled.predict(probe, n_jobs=1)).reshape(-1),
+                           np.asarray(self.booster.predict(probe, num_threads=1)).reshape(-1), atol=1e-6)
+        if same:
+            self.compiled = compiled
+        return same
 
 
 def lgb_params(head: str, params: dict | None, seed: int) -> dict:
