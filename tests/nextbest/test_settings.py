@@ -42,7 +42,7 @@ def test_unknown_key_is_refused(tmp_path: Path):
 def test_bad_action_names_file_and_key(tmp_path: Path):
     shutil.copytree(DEFAULT_CONFIG_DIR, tmp_path / "c")
     p = tmp_path / "c" / "actions.yaml"
-    p.write_text(p.read_text().replace("cost: {sms: 0.06}", "cost: {fax: 0.06}"))
+    p.write_text(p.read_text().replace("cost: {sms: 0.05}", "cost: {fax: 0.05}"))
     with pytest.raises(SettingsError) as e:
         load_settings(tmp_path / "c", environ={})
     assert "actions.yaml" in str(e.value) and "actions.contact_enrichment.cost.fax" in str(e.value)
