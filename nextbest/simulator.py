@@ -949,14 +949,14 @@ class Oracle:
         self.kappa = col("hour_concentration")
         self.dropout = _days(truth["dropout_at"])
         ci = _codes(customers["customer_id"], self.index)
-        if (ci < 0).any():
-            raise ValueError("customers holds ids that the truth does not know")
+        known = ci >= 0  # customers added to a simulated world (hand-written scenarios) have no truth: NaN
+        ci = ci[known]
         self.reg = np.full(n, np.nan)
-        self.reg[ci] = _days(customers["registered_at"])
+        self.reg[ci] = _days(customers["registered_at"])[known]
         self.open = np.zeros((n, len(CHANNELS)), bool)
         for k, c in enumerate(CHANNELS):
             ok = customers[f"consent_{c}"].to_numpy(bool) & customers[f"reachable_{c}"].to_numpy(bool)
-            self.open[ci, k] = ok
+            self.open[ci, k] = ok[known]
         buys = (events["event_type"] == "purchase").to_numpy(dtype=bool)
         pc = _codes(events["customer_id"][buys], self.index)
         psec = (pd.DatetimeIndex(events["event_timestamp"][buys]).asi8 // 1_000_000_000).astype(np.int64)

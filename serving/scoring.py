@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from features.names import CHANNELS
+from training.models import MESSAGE_INPUTS, message_inputs
 
 log = logging.getLogger("nextbest.serving")
 HEADS = ("activation", "churn", "channel", "send_time")
@@ -33,12 +34,14 @@ class Scorer:
     models: dict = field(default_factory=dict)  # head -> LoadedModel
     unavailable: dict = field(default_factory=dict)  # head -> reason
     _cols: dict = field(default_factory=dict)
+    _index: dict = field(default_factory=dict)
+    _msg: np.ndarray | None = None
     compiled: dict | None = None  # head -> compiled trees in use (None until compilation finished)
 
     def __post_init__(self):
-        index = {f: i for i, f in enumerate(self.feature_names)}
+        index = self._index = {f: i for i, f in enumerate(self.feature_names)}
         for head, m in list(self.models.items()):
-            wanted = [f for f in m.head.features if f not in ("msg_channel_code", "msg_local_hour")]
+            wanted = [f for f in m.head.features if f not in MESSAGE_INPUTS]
             missing = [f for f in wanted if f not in index]
             if missing:
                 self.unavailable[head] = (
@@ -48,6 +51,8 @@ class Scorer:
                 del self.models[head]
                 continue
             self._cols[head] = np.array([index[f] for f in wanted], dtype=np.int64)
+            if head == "channel":  # the message inputs this version was trained with, in its order
+                self._msg = np.array([MESSAGE_INPUTS.index(f) for f in m.head.features if f in MESSAGE_INPUTS])
 
     @classmethod
     def from_registry(cls, settings, feature_names: list[str], compile: str = "background") -> "Scorer":
@@ -98,9 +103,8 @@ class Scorer:
                 best_hour = masked.argmax(axis=1).astype(np.float32)
             else:
                 best_hour = np.full(n, 10, np.float32)
-            base = X[:, self._cols["channel"]]
             k = len(CHANNELS)
-            rows = np.repeat(base, k, axis=0)
-            extra = np.column_stack([np.tile(np.arange(k, dtype=np.float32), n), np.repeat(best_hour, k)])
-            p_response = m.head.predict(np.hstack([rows, extra.astype(np.float32)])).reshape(n, k)
+            full = np.repeat(X, k, axis=0)
+            extra = message_inputs(full, self._index, np.tile(np.arange(k), n), np.repeat(best_hour, k))
+            p_response = m.head.predict(np.hstack([full[:, self._cols["channel"]], extra[:, self._msg]])).reshape(n, k)
         return Scores(out["activation"], out["churn"], p_response, hour_dist)

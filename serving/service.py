@@ -12,19 +12,18 @@ import logging
 from http import HTTPStatus
 
 import bentoml
-from bentoml.exceptions import BentoMLException, NotFound
 
 from serving.schemas import FeedbackRequest, NextActionRequest
 
 log = logging.getLogger("nextbest.serving")
 
 
-class Unauthorized(BentoMLException):
-    error_code = HTTPStatus.UNAUTHORIZED
-
-
-class TooLarge(BentoMLException):
-    error_code = HTTPStatus.BAD_REQUEST
+def _error(ctx: bentoml.Context, status: HTTPStatus, message: str) -> dict:
+    """A domain error as a JSON body {"error": ...} with its status code."""
+    ctx.response.status_code = int(status)
+    if status == HTTPStatus.UNAUTHORIZED:
+        ctx.response.headers["WWW-Authenticate"] = 'Bearer realm="nextbest"'
+    return {"error": message}
 
 
 @bentoml.service(
@@ -44,21 +43,26 @@ class NextBest:
         self.engine = Engine(self.settings)
         log.info("nextbest ready: %s", self.engine.health())
 
-    def _authorise(self, ctx: bentoml.Context) -> None:
+    def _unauthorised(self, ctx: bentoml.Context) -> dict | None:
         if not self._token:
-            return
+            return None
         header = ctx.request.headers.get("authorization", "")
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip(), self._token):
-            raise Unauthorized("authorization: send the header 'Authorization: Bearer <token>' with the configured token")
+            return _error(ctx, HTTPStatus.UNAUTHORIZED,
+                          "authorization: send the header 'Authorization: Bearer <token>' with the configured token")
+        return None
 
     @bentoml.api(route="/next_action", input_spec=NextActionRequest)
     def next_action(self, ctx: bentoml.Context, **fields) -> dict:
         """Which action, on which channel, at what time - or nothing - for each customer, and why."""
-        self._authorise(ctx)
+        denied = self._unauthorised(ctx)
+        if denied:
+            return denied
         n = len(fields.get("customers") or fields.get("customer_ids") or [])
         if n > self.max_customers:
-            raise TooLarge(f"customers: at most {self.max_customers} customers per request (got {n}); split the call")
+            return _error(ctx, HTTPStatus.BAD_REQUEST,
+                          f"customers: at most {self.max_customers} customers per request (got {n}); split the call")
         req = NextActionRequest.model_construct(**fields)
         return {"request_id": req.request_id, "decisions": self.engine.decide(req)}
 
@@ -67,11 +71,13 @@ class NextBest:
         """What happened to a decision's message: sent, delivered, opened, clicked, converted, unsubscribed."""
         from serving.engine import UnknownDecision
 
-        self._authorise(ctx)
+        denied = self._unauthorised(ctx)
+        if denied:
+            return denied
         try:
             return self.engine.feedback(FeedbackRequest.model_construct(**fields))
         except UnknownDecision as e:
-            raise NotFound(str(e)) from None
+            return _error(ctx, HTTPStatus.NOT_FOUND, str(e))
 
     @bentoml.api(route="/health")
     def health(self) -> dict:

@@ -68,7 +68,8 @@ def oracle_metrics(ds, oracle, settings) -> dict | None:
     if s is None:
         return None
     if ds.head == "send_time":
-        return M.multiclass_metrics(ds.test.y, s)
+        ok = np.isfinite(s).all(axis=1)
+        return {**M.multiclass_metrics(ds.test.y[ok], s[ok]), "coverage": float(ok.mean())} if ok.sum() >= 10 else None
     ok = ~np.isnan(s)
     if ok.sum() < 10 or len(np.unique(ds.test.y[ok])) < 2:
         return None

@@ -14,7 +14,10 @@ from nextbest.settings import Settings
 from training import labels as L
 
 HEADS = ("activation", "churn", "channel", "send_time")
-EXTRA_INPUTS = {"channel": ("msg_channel_code", "msg_local_hour")}
+def _extra_inputs() -> dict:
+    from training.models import MESSAGE_INPUTS
+
+    return {"channel": MESSAGE_INPUTS}
 
 
 class SkipHead(Exception):
@@ -66,7 +69,7 @@ def load_sources(settings: Settings) -> Sources:
 
 
 def model_inputs(head: str, feature_list: list[str]) -> list[str]:
-    return list(feature_list) + list(EXTRA_INPUTS.get(head, ()))
+    return list(feature_list) + list(_extra_inputs().get(head, ()))
 
 
 def _sample(df: pd.DataFrame, n: int, seed: int) -> pd.DataFrame:
@@ -133,7 +136,13 @@ def build_dataset(settings: Settings, head: str, src: Sources) -> Dataset:
         if not (src.events["event_type"] == "message_sent").any():
             raise SkipHead("channel: no message_sent events in the data, so no response labels "
                            "(a transactions-only log); serving falls back to channel base rates")
+        from training.models import MESSAGE_INPUTS, message_inputs
+
         frame = _with_features(settings, _sample(L.response_labels(src.events, src.customers, src.data_end), tr.max_rows, seed))
+        cols = list(src.feature_list)
+        extra = message_inputs(frame[cols].to_numpy(np.float32), {c: i for i, c in enumerate(cols)},
+                               frame["msg_channel_code"].to_numpy(), frame["msg_local_hour"].to_numpy())
+        frame[list(MESSAGE_INPUTS)] = extra
         horizon, label_def = L.RESPONSE_DAYS, L.LABEL_DEFINITIONS[head]
     elif head == "send_time":
         if not src.events["event_type"].isin(("message_opened", "message_clicked")).any():

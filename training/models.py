@@ -35,6 +35,26 @@ MAX_ROUNDS = {"send_time": 100}
 ROW_SHARE = {"send_time": 0.35}  # share of training.max_rows the head samples
 
 
+# The response head scores one (customer, channel, hour) per row: besides the customer's features it
+# reads the message's channel and local hour, and that channel's own engagement history gathered
+# from the customer's per-channel features. Training and serving both build these columns here.
+MESSAGE_STATS = ("sent", "open_rate", "click_rate", "consecutive_ignores", "days_since_response")
+MESSAGE_INPUTS = ("msg_channel_code", "msg_local_hour", *(f"msg_{m}" for m in MESSAGE_STATS))
+
+
+def message_inputs(X: np.ndarray, index: dict[str, int], channel_code: np.ndarray, hour: np.ndarray) -> np.ndarray:
+    """[n, len(MESSAGE_INPUTS)]: channel code, local hour, and the customer's stats on that channel."""
+    from features.names import CHANNELS
+
+    code = np.asarray(channel_code, dtype=np.int64)
+    out = np.empty((len(X), len(MESSAGE_INPUTS)), np.float32)
+    out[:, 0], out[:, 1] = code, hour
+    for k, m in enumerate(MESSAGE_STATS, start=2):
+        cols = np.array([index[f"{m}_{c}"] for c in CHANNELS])
+        out[:, k] = X[np.arange(len(X)), cols[code]]
+    return out
+
+
 @dataclass
 class Head:
     name: str
