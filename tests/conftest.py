@@ -26,3 +26,11 @@ def cdnow_path() -> Path:
 def artifacts_dir() -> Path:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     return ARTIFACTS
+
+
+@pytest.fixture(scope="session")
+def installation(tmp_path_factory):
+    """A simulated world with the case-study customers, features materialised, four heads trained."""
+    from tests.support import build_installation
+
+    return build_installation(tmp_path_factory.mktemp("nextbest"))

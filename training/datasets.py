@@ -90,6 +90,12 @@ def _split(settings: Settings, head: str, frame: pd.DataFrame, inputs: list[str]
     last = t.max()
     test_start = last - pd.Timedelta(days=settings.training.test_days)
     valid_start = test_start - pd.Timedelta(days=settings.training.validation_days)
+    if (t < valid_start).mean() < 0.4:
+        # labelled rows span less time than the configured windows (e.g. a short purchase log):
+        # keep the split in time order, on the oldest 60% / next 20% / newest 20% of the rows
+        valid_start, test_start = t.quantile(0.6), t.quantile(0.8)
+        if not (t.min() < valid_start < test_start <= last):
+            raise SkipHead(f"{head}: labelled rows cover too few distinct times for a split in time order")
     parts = {"train": t < valid_start, "valid": (t >= valid_start) & (t < test_start), "test": t >= test_start}
     splits = {}
     for name, mask in parts.items():

@@ -66,7 +66,7 @@ def load_version(settings: Settings, head: str, ref: str) -> LoadedModel:
     from mlflow import MlflowClient
 
     client = MlflowClient()
-    version = ref if str(ref).isdigit() else client.get_model_version_by_alias(name, ref).version
+    version = ref if str(ref).isdigit() else str(client.get_model_version_by_alias(name, ref).version)
     return LoadedModel(Head(head, booster, contract["features"], contract.get("calibration")), str(version), contract)
 
 
@@ -116,7 +116,7 @@ def gate(settings: Settings, head: str, version: str, challenger: Head, ds, forc
     if current is None:
         client.set_registered_model_alias(name, CHAMPION, version)
         return PromotionResult(True, f"{name} v{version} is the first champion (test {metric} {new:.4f})", new)
-    if current.version == str(version):
+    if str(current.version) == str(version):
         return PromotionResult(False, f"{name} v{version} is already the champion", new)
     champ = load_version(settings, head, current.version).head
     old = _score_on(head, champ, ds)
@@ -160,7 +160,7 @@ def models_table(settings: Settings):
     client = MlflowClient()
     table = Table(title="nextbest models")
     for col in ("model", "version", "aliases", "metric", "test", "baseline", "oracle", "created"):
-        table.add_column(col)
+        table.add_column(col, no_wrap=True)
     for head in KIND:
         name = model_name(settings, head)
         try:
@@ -173,7 +173,7 @@ def models_table(settings: Settings):
             key = PRIMARY_METRIC[head]
             fmt = lambda x: "-" if x is None else f"{x:.4f}"  # noqa: E731
             table.add_row(
-                name, v.version, ",".join(sorted(v.aliases)) or "-", key,
+                name, str(v.version), ",".join(sorted(v.aliases)) or "-", key,
                 fmt(m.get(f"test_{key}")), fmt(m.get(f"baseline_{key}")), fmt(m.get(f"oracle_{key}")),
                 str(np.datetime64(int(v.creation_timestamp), "ms"))[:19],
             )

@@ -12,15 +12,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.support import build_installation, settings_env
+from tests.support import settings_env
 
 ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "e2e-secret-token"
-
-
-@pytest.fixture(scope="session")
-def installation(tmp_path_factory):
-    return build_installation(tmp_path_factory.mktemp("nextbest"))
 
 
 def _free_port() -> int:

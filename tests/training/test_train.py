@@ -1,0 +1,125 @@
+"""Training, tracking and promotion: what data scientists and the service rely on."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from training.registry import CHALLENGER, CHAMPION, connect, load_version, model_name, promote
+
+pytestmark = pytest.mark.slow
+HEADS = ("activation", "churn", "channel", "send_time")
+
+
+@pytest.fixture(scope="module")
+def client(installation):
+    return connect(installation)
+
+
+def champion_run(client, installation, head):
+    v = client.get_model_version_by_alias(model_name(installation, head), CHAMPION)
+    return v, client.get_run(v.run_id)
+
+
+@pytest.mark.parametrize("head", HEADS)
+def test_run_logs_what_the_service_needs(installation, client, head):
+    v, run = champion_run(client, installation, head)
+    loaded = load_version(installation, head, CHAMPION)
+    c = loaded.contract
+    assert c["feature_service"] == installation.features.feature_service == run.data.tags["feature_service"]
+    assert c["features"] and c["label_definition"] and c["time_range"]["test_from"] < c["time_range"]["test_to"]
+    assert (c["calibration"] is not None) == (head != "send_time")
+    assert loaded.head.booster.num_feature() == len(c["features"])
+    p = run.data.params
+    assert {"rows_train", "rows_test", "data_train_from", "data_test_to", "lgb_learning_rate"} <= set(p)
+    key = "top3_accuracy" if head == "send_time" else "auc"
+    assert {f"test_{key}", f"baseline_{key}", f"oracle_{key}"} <= set(run.data.metrics)
+    arts = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert {"contract.json", "features.json", "feature_importance.json", "evaluation"} <= arts
+    import mlflow
+
+    local = Path(mlflow.artifacts.download_artifacts(f"models:/{model_name(installation, head)}/{v.version}"))
+    mlmodel = yaml.safe_load((local / "MLmodel").read_text())
+    assert "signature" in mlmodel and mlmodel["metadata"]["nextbest"]["head"] == head
+
+
+def test_service_loads_every_champion_natively(installation):
+    from features.store import feature_names
+    from serving.scoring import Scorer
+
+    scorer = Scorer.from_registry(installation, feature_names(installation), compile="no")
+    assert set(scorer.models) == set(HEADS) and not scorer.unavailable
+    X = np.full((3, len(scorer.feature_names)), np.nan, np.float32)
+    s = scorer.score(X)
+    assert s.p_response.shape == (3, 5) and s.hour_dist.shape == (3, 24)
+    assert np.allclose(s.hour_dist.sum(axis=1), 1, atol=1e-5)
+
+
+# margins for a small test world (2,500 customers); the demo world's figures are in the README
+@pytest.mark.parametrize("head, metric, margin", [("churn", "auc", 0.0), ("channel", "auc", 0.05),
+                                                  ("send_time", "top3_accuracy", 0.02)])
+def test_models_beat_their_simple_baselines(installation, client, head, metric, margin):
+    _, run = champion_run(client, installation, head)
+    m = run.data.metrics
+    assert m[f"test_{metric}"] > m[f"baseline_{metric}"] + margin, m
+    assert m[f"test_{metric}"] <= m[f"oracle_{metric}"] + 0.03  # nobody beats the truth by much
+
+
+def test_worse_challenger_stays_challenger_and_forced_promotion_says_what_it_replaced(installation, client, monkeypatch):
+    import training.train as T
+
+    name = model_name(installation, "churn")
+    before = str(client.get_model_version_by_alias(name, CHAMPION).version)
+    # a deliberately crippled model: stumps, a tiny learning rate, a handful of rounds
+    monkeypatch.setattr(T, "tuned_params", lambda s, h: {"num_leaves": 2, "learning_rate": 0.001, "min_data_in_leaf": 5000})
+    src = T.load_sources(installation)
+    result = T.train_head(installation, "churn", src, use_tuned=True)
+    assert result.status == "trained" and not result.promoted
+    assert "stays @challenger" in result.message
+    assert str(client.get_model_version_by_alias(name, CHAMPION).version) == before
+    assert str(client.get_model_version_by_alias(name, CHALLENGER).version) == result.version
+    forced = promote(installation, "churn", force=True)
+    assert forced.promoted and forced.message.startswith("forced:") and f"replaces champion v{before}" in forced.message
+    # put the good model back the same way a data scientist would
+    back = promote(installation, "churn", version=int(before), force=True)
+    assert back.promoted and str(client.get_model_version_by_alias(name, CHAMPION).version) == before
+
+
+def test_models_table_lists_versions_aliases_and_metrics(installation):
+    from rich.console import Console
+
+    from training.registry import models_table
+
+    console = Console(width=200, record=True)
+    console.print(models_table(installation))
+    text = console.export_text()
+    assert "nextbest-churn" in text and "champion" in text and "auc" in text
+
+
+def test_tune_stores_a_resumable_study(installation):
+    from training.tune import best_params, study_name, tune
+
+    study = tune(installation, "activation", trials=2)
+    assert len(study.trials) == 2 and best_params(installation, "activation") == study.best_params
+    again = tune(installation, "activation", trials=1)
+    assert again.study_name == study_name(installation, "activation") and len(again.trials) == 3
+
+
+def test_transactions_only_log_trains_churn_and_activation_and_explains_the_rest(cdnow_path, tmp_path):
+    from features import pipeline, store
+    from nextbest.importer import import_transactions
+    from tests.support import settings_for
+    from training.train import train_all
+
+    s = settings_for(tmp_path)
+    import_transactions(cdnow_path, s.world_dir, consent=("email",))
+    summary = pipeline.build(s)
+    assert any("no message events" in w for w in summary["warnings"])
+    store.apply(s)
+    results = {r.head: r for r in train_all(s)}
+    assert results["churn"].status == "trained" and results["activation"].status == "trained"
+    assert results["channel"].status == "skipped" and "no message_sent events" in results["channel"].message
+    assert results["send_time"].status == "skipped" and "transactions-only" in results["send_time"].message
