@@ -5,8 +5,9 @@ MLflow as an artifact of a run named ``report-<timestamp>`` (tag
 ``kind=report``). The page has five sections:
 
 1. **The base** - customers by lifecycle stage and segment at the latest
-   feature snapshot, and the movement over the last four weeks (stage
-   transitions, customers who dropped an RFM segment).
+   feature snapshot, and the movement over about a month (stage transitions
+   against the snapshot closest to 30 days earlier; customers who dropped an
+   RFM segment at the last monthly recompute).
 2. **The models** - for each head, the ``@champion`` version: what it predicts
    (the contract's label definition), its quality beside the simple baseline
    and the oracle, a gains chart and a calibration chart from the held-out
@@ -16,13 +17,19 @@ MLflow as an artifact of a run named ``report-<timestamp>`` (tag
    channel, and engagement by local hour and weekday.
 4. **The policy's what-if** on the current base (``data/scores/latest.parquet``,
    written by ``nextbest score``; produced here when missing): action x
-   channel mix, contact pressure against the caps, expected value against no
-   action (and against the calendar campaigns when ``nextbest evaluate`` has
-   written its results).
+   channel mix, contact pressure against the caps, why customers get nothing,
+   expected value against no action, and against the calendar campaigns from
+   ``nextbest evaluate``'s results (``<data_dir>/evaluation/latest.json``, else
+   ``docs/evaluation.json`` when it describes the same data end).
 5. **Control group and uplift** - treated vs control purchase rate with a 95%
-   confidence interval and the incremental value, for the legacy campaigns of
-   a simulated world (``world/targets.parquet``) and for the service's logged
-   decisions and feedback.
+   confidence interval and the incremental value: for the legacy campaigns of
+   a simulated world (``world/targets.parquet``; a target converts when the
+   customer buys within :data:`UPLIFT_DAYS` days of the planned send) and for
+   the service's logged decisions with ``converted`` feedback
+   (``<data_dir>/serving/history.db``).
+
+A section whose source is missing says so in the page; one that fails is shown
+as an error box (and logged) instead of failing the whole report.
 
 Charts are inline SVG drawn by matplotlib without pyplot (no global backend
 state); the page loads no script, style sheet, font or image from anywhere.
@@ -36,6 +43,7 @@ from __future__ import annotations
 import html
 import io
 import json
+import logging
 import re
 import time
 import traceback
@@ -48,9 +56,11 @@ import pandas as pd
 
 from nextbest.settings import CHANNELS, STAGES, Settings
 
+log = logging.getLogger(__name__)
+
 HEADS = ("activation", "churn", "channel", "send_time")
 PRIMARY = {"activation": "auc", "churn": "auc", "channel": "auc", "send_time": "top3_accuracy"}
-MOVEMENT_DAYS = 28  # "movement" compares the latest snapshot with the one about four weeks earlier
+MOVEMENT_DAYS = 30  # "movement" compares the latest snapshot with the one closest to a month earlier
 UPLIFT_DAYS = 7  # a target converts when the customer buys within this many days of the planned send
 RFM_SEGMENTS = ("never bought", "lapsed", "occasional", "regular", "loyal")  # code = index
 CHANNEL_LABEL = {"email": "E-mail", "sms": "SMS", "push": "Push", "in_app": "In-app", "print": "Print"}
@@ -120,6 +130,7 @@ def write_report(settings: Settings, out: Path | None = None) -> Path:
             except Exception as e:  # one broken source must not take the whole report down
                 sec.parts.append(_error_box(f"This section could not be built: {type(e).__name__}: {e}"))
                 sec.errors.append(traceback.format_exc())
+                log.warning("report section %r could not be built:\n%s", title, sec.errors[-1])
             sections.append(sec)
     page = _page(ctx, sections, time.perf_counter() - t0)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -199,15 +210,13 @@ class _Context:
 
     def events(self) -> pd.DataFrame:
         if "events" not in self._cache:
-            df = self._table("events", ["customer_id", "event_timestamp", "event_type", "channel", "amount",
-                                        "action_id"])
+            df = self._table("events", ["customer_id", "event_timestamp", "event_type", "amount"])
             df["event_type"] = df["event_type"].astype("category")
             self._cache["events"] = df
         return self._cache["events"]
 
     def event_types(self) -> set[str]:
-        return {str(t) for t in self.events()["event_type"].cat.categories[
-            np.unique(self.events()["event_type"].cat.codes[self.events()["event_type"].cat.codes >= 0])]}
+        return {str(t) for t in self.events()["event_type"].dropna().unique()}
 
     # --- features -----------------------------------------------------------------
     def snapshot_times(self) -> list[pd.Timestamp]:
@@ -261,8 +270,7 @@ def _previous_snapshot(times: list[pd.Timestamp], days: int) -> pd.Timestamp | N
     if len(times) < 2:
         return None
     target = times[-1] - pd.Timedelta(days=days)
-    earlier = [t for t in times[:-1] if t <= target]
-    return earlier[-1] if earlier else times[0]
+    return min(times[:-1], key=lambda t: abs(t - target))
 
 
 # =============================================================================
@@ -340,7 +348,7 @@ def _table(df: pd.DataFrame, cls: str = "", shade: bool = False, index: bool = T
                     style = f' style="background:rgba(37,99,235,{a:.2f})"'
                 cells.append(f'<td class="num"{style}>{text}</td>')
             else:
-                cells.append(f"<td>{v}</td>")
+                cells.append(f"<td>{_e(v)}</td>")
         rows.append("<tr>" + "".join(cells) + "</tr>")
     return f'<table class="{cls}"><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
 
@@ -395,21 +403,23 @@ def _svg(fig) -> str:
     m = re.match(r'<svg([^>]*?)width="([\d.]+)pt" height="([\d.]+)pt"', s)
     if m:
         w = float(m.group(2)) * 4 / 3
-        s = s.replace(m.group(0), f'<svg{m.group(1)}width="100%" overflow="visible" style="max-width:{w:.0f}px;height:auto"', 1)
+        size = f'width="100%" overflow="visible" style="max-width:{w:.0f}px;height:auto"'
+        s = s.replace(m.group(0), f"<svg{m.group(1)}{size}", 1)
     return s
 
 
 def _chart(fig, title: str, note: str = "", wide: bool = False) -> str:
     svg = _svg(fig).replace("<svg", f'<svg role="img" aria-label="{_e(title)}"', 1)
     cap = f"<figcaption>{note}</figcaption>" if note else ""
-    return f'<figure class="chart{" wide" if wide else ""}"><div class="chart-title">{_e(title)}</div>{svg}{cap}</figure>'
+    cls = "chart wide" if wide else "chart"
+    return f'<figure class="{cls}"><div class="chart-title">{_e(title)}</div>{svg}{cap}</figure>'
 
 
 def _grid(*charts: str) -> str:
     return '<div class="grid">' + "".join(c for c in charts if c) + "</div>"
 
 
-def _barh_labels(ax, bars, texts, inside_min: float | None = None, color=INK) -> None:
+def _barh_labels(ax, bars, texts, color=INK) -> None:
     xmax = ax.get_xlim()[1]
     for bar, text in zip(bars, texts):
         w = bar.get_width()
@@ -525,7 +535,8 @@ def _short_stage(stage: str) -> str:
 
 
 def _date(t) -> str:
-    return pd.Timestamp(t).strftime("%-d %b %Y")
+    t = pd.Timestamp(t)
+    return f"{t.day} {t:%b %Y}"
 
 
 # =============================================================================
@@ -661,8 +672,8 @@ def _section_base(ctx: _Context, sec: _Section) -> None:
         "each month start from purchases: loyal = bought recently and 12+ times in a year, regular = 4+ times, "
         "occasional = any other buyer."))
     if prev is not None:
-        trans = pd.crosstab(m["before"].map(lambda i: _short_stage(STAGES[int(i)]) if pd.notna(i) else "Not yet registered"),
-                            m["now"].map(lambda i: _short_stage(STAGES[int(i)])))
+        before_names = m["before"].map(lambda i: _short_stage(STAGES[int(i)]) if pd.notna(i) else "Not yet registered")
+        trans = pd.crosstab(before_names, m["now"].map(lambda i: _short_stage(STAGES[int(i)])))
         order_rows = [r for r in ["Not yet registered", *[_short_stage(x) for x in STAGES]] if r in trans.index]
         trans = trans.reindex(index=order_rows, columns=[_short_stage(x) for x in STAGES], fill_value=0)
         trans.index.name = f"{_date(prev)} \\ {_date(latest)}"
@@ -896,8 +907,8 @@ def _model_block(ctx: _Context, head: str, v: _Version, is_champion: bool, previ
         cards.append((f"{v.metrics['test_lift_top_decile']:.1f}x", "lift in the top 10% of scores", ""))
     if previous is not None and f"test_{key}" in previous.metrics and mt is not None:
         d = mt - previous.metrics[f"test_{key}"]
-        cards.append((f"{d:+.3f}" if key == "auc" else f"{100 * d:+.1f} pts", f"vs previous version v{previous.version}",
-                      "good" if d > 0 else ("bad" if d < 0 else "")))
+        cards.append((f"{d:+.3f}" if key == "auc" else f"{100 * d:+.1f} pts",
+                      f"vs previous version v{previous.version}", "good" if d > 0 else ("bad" if d < 0 else "")))
     out.append(_cards(cards))
     if tr.get("test_from"):
         out.append(_note(f"Tested on {_date(tr['test_from'])} - {_date(tr['test_to'])}, after the training period; "
@@ -906,9 +917,9 @@ def _model_block(ctx: _Context, head: str, v: _Version, is_champion: bool, previ
     preds_path = _artifact(v.run_id, "evaluation/test_predictions.parquet", tmp)
     charts = []
     if preds_path is None:
-        charts.append(_missing("The held-out predictions of this version were not logged (versions trained before "
-                               "predictions were logged with each run); retrain to get the gains and calibration "
-                               "charts."))
+        out.append(_missing("The held-out predictions of this version were not logged (it was trained before runs "
+                            "logged them), so its gains and calibration charts cannot be drawn; they appear for every "
+                            "version trained from now on."))
     else:
         preds = pd.read_parquet(preds_path)
         prev_preds = None
@@ -934,7 +945,13 @@ def _comparison_panel(ctx: _Context, head: str, v: _Version, previous: _Version 
     key = PRIMARY[head]
     mt = v.metrics.get(f"test_{key}")
     name = "AUC" if key == "auc" else "top-3 accuracy"
-    if previous is None:
+    challenger = next((x for x in versions if "challenger" in x.aliases and x.version != v.version), None)
+    if challenger is not None and int(challenger.version) < int(v.version):
+        challenger = None
+    if challenger is not None:
+        title = (f"v{v.version} stays in use: the newer v{challenger.version} did not beat it by the margin "
+                 f"({name} {fmt(challenger.metrics.get(f'test_{key}'))} vs {fmt(mt)})")
+    elif previous is None:
         title = "First version of this model: nothing to compare with yet"
     elif f"test_{key}" in previous.metrics and mt is not None:
         d = mt - previous.metrics[f"test_{key}"]
@@ -951,11 +968,10 @@ def _comparison_panel(ctx: _Context, head: str, v: _Version, previous: _Version 
     for x in reversed(versions[-6:]):
         m = x.metrics
         rows.append({"version": f"v{x.version}", "aliases": ", ".join("@" + a for a in x.aliases) or "-",
-                     "trained": x.created.strftime("%Y-%m-%d"), name: f2(m.get(f"test_{key}")),
-                     "baseline": f2(m.get(f"baseline_{key}")), "test rows": _n(float(x.params.get("rows_test", "nan")))})
+                     "trained": x.created.strftime("%Y-%m-%d").replace("-", "\u2011"), name: f2(m.get(f"test_{key}")),
+                     "test rows": _n(float(x.params.get("rows_test", "nan")))})
     notes = []
-    challenger = next((x for x in versions if "challenger" in x.aliases and x.version != v.version), None)
-    if challenger is not None and int(challenger.version) > int(v.version):
+    if challenger is not None:
         notes.append(f"v{challenger.version} (@challenger) was not promoted: it did not beat v{v.version} by the "
                      f"margin of {ctx.settings.training.promotion_margin} on the same test window.")
     notes.append(f"A new version becomes @champion only when it beats the champion by "
@@ -1587,6 +1603,14 @@ def _diff_ci(k1, n1, k0, n0) -> tuple[float, float, float, float, float]:
     return p1, p0, d, d - 1.96 * se, d + 1.96 * se
 
 
+def _codes_in(values: pd.Series, index: pd.Index) -> np.ndarray:
+    """Position of each value in `index` (-1 when absent), fast for categoricals."""
+    cat = values if isinstance(values.dtype, pd.CategoricalDtype) else values.astype(str).astype("category")
+    where = index.get_indexer(cat.cat.categories.astype(str))
+    codes = cat.cat.codes.to_numpy()
+    return np.where(codes >= 0, where[np.maximum(codes, 0)], -1).astype(np.int64)
+
+
 def _section_uplift(ctx: _Context, sec: _Section) -> None:
     sec.lead = ("Uplift is measured, not guessed: a random share of every target gets nothing, and the difference "
                 "in purchases between the customers who got the message and this control group is what the "
@@ -1613,20 +1637,28 @@ def _legacy_uplift(ctx: _Context) -> str:
     tg = tg[tg["planned_at"] + window <= end]
     if tg.empty or not tg["control"].any():
         return _missing("The legacy campaign targets hold no control group with a complete follow-up window.")
-    ids = pd.Index(pd.concat([pur["customer_id"].astype(str), tg["customer_id"].astype(str)]).unique())
-    pc = ids.get_indexer(pur["customer_id"].astype(str)).astype(np.int64)
+    ids = pd.Index(ctx.customers()["customer_id"])
+    pc = _codes_in(pur["customer_id"], ids)
+    pur = pur[pc >= 0]
+    pc = pc[pc >= 0]
     psec = pur["event_timestamp"].to_numpy(dtype="datetime64[s]").astype(np.int64)
     key = (pc << 34) | psec
     order = np.argsort(key)
     key = key[order]
     cum = np.concatenate([[0.0], np.cumsum(pur["amount"].fillna(0).to_numpy(float)[order])])
-    tc = ids.get_indexer(tg["customer_id"].astype(str)).astype(np.int64)
+    tc = _codes_in(tg["customer_id"], ids)
     tsec = tg["planned_at"].to_numpy(dtype="datetime64[s]").astype(np.int64)
     lo = np.searchsorted(key, (tc << 34) | tsec, side="right")
     hi = np.searchsorted(key, (tc << 34) | (tsec + UPLIFT_DAYS * 86400), side="right")
-    tg = tg.assign(bought=(hi > lo).astype(float), revenue=cum[hi] - cum[lo])
-    cost = np.array([s.actions[a].cost.get(c, 0.0) if a in s.actions else 0.0
-                     for a, c in zip(tg["action_id"].astype(str), tg["channel"].astype(str))])
+    tg = tg.assign(bought=((hi > lo) & (tc >= 0)).astype(float), revenue=np.where(tc >= 0, cum[hi] - cum[lo], 0.0))
+    tg["action_id"] = tg["action_id"].astype(str).astype("category") if not isinstance(
+        tg["action_id"].dtype, pd.CategoricalDtype) else tg["action_id"]
+    tg["channel"] = tg["channel"].astype(str).astype("category") if not isinstance(
+        tg["channel"].dtype, pd.CategoricalDtype) else tg["channel"]
+    acts, chans = tg["action_id"].cat.categories.astype(str), tg["channel"].cat.categories.astype(str)
+    unit = np.array([[s.actions[a].cost.get(c, 0.0) if a in s.actions else 0.0 for c in chans] for a in acts]
+                    + [[0.0] * len(chans)]).reshape(len(acts) + 1, max(len(chans), 1))
+    cost = unit[tg["action_id"].cat.codes.to_numpy(), np.maximum(tg["channel"].cat.codes.to_numpy(), 0)]
     tg["cost"] = np.where(tg["control"], 0.0, cost)
 
     def summarise(df: pd.DataFrame) -> dict:
@@ -1650,7 +1682,8 @@ def _legacy_uplift(ctx: _Context) -> str:
     fig = _figure(5.2, 3.3)
     ax = fig.add_subplot()
     x = np.arange(len(names))
-    for off, key_, col, lab in ((-0.2, "p1", MODEL, "got the message"), (0.2, "p0", BASE, "control group (nothing sent)")):
+    for off, key_, col, lab in ((-0.2, "p1", MODEL, "got the message"),
+                                (0.2, "p0", BASE, "control group (nothing sent)")):
         vals = np.array([st[key_] for st in stats])
         ns = np.array([st["treated" if key_ == "p1" else "control"] for st in stats])
         err = 1.96 * np.sqrt(vals * (1 - vals) / np.maximum(ns, 1))
@@ -1702,7 +1735,7 @@ def _legacy_uplift(ctx: _Context) -> str:
     table = pd.DataFrame(rows).set_index("")
     roi = overall["extra_revenue"] - overall["cost"]
     text = _p(
-        f"Over {len(tg['planned_at'].dt.date.unique()):,} campaign days, the messages brought an estimated "
+        f"Over {tg['planned_at'].dt.normalize().nunique():,} campaign days, the messages brought an estimated "
         f"<strong>{overall['extra_buyers']:,.0f} extra buyers</strong> and <strong>{overall['extra_revenue']:,.0f} "
         f"of extra revenue</strong> against {overall['cost']:,.0f} of message costs (net {roi:+,.0f}). "
         + ("The difference is statistically clear." if sig else "The difference is within the noise: more data or "
@@ -1718,7 +1751,7 @@ def _service_uplift(ctx: _Context) -> str:
     from serving.history import ContactHistory
 
     path = ctx.settings.data_dir / "serving" / "history.db"
-    scores, _, _ = ctx.scores() if (ctx.settings.data_dir / "scores" / "latest.parquet").exists() else (None, 0, 0)
+    scores = ctx._cache.get("scores", (None,))[0]  # read (or produced) by the policy section
     batch = ""
     if scores is not None and len(scores):
         held = int(scores["control_group"].sum())
@@ -1816,6 +1849,9 @@ table{border-collapse:collapse;margin:6px 0 10px;font-size:13.5px}
 th,td{padding:5px 10px;border-bottom:1px solid var(--line);text-align:left;vertical-align:top}
 thead th{border-bottom:2px solid #cbd5e1;font-weight:600}
 td.num{text-align:right;font-variant-numeric:tabular-nums}
+td.num,table.compact td{white-space:nowrap}
+.panel table.compact td{white-space:normal}
+.panel{overflow-x:auto}
 tbody th{font-weight:550}
 .two{display:grid;grid-template-columns:repeat(auto-fit,minmax(420px,1fr));gap:24px}
 .missing{background:#fffbeb;border:1px solid #fcd34d;border-radius:8px;padding:12px 14px;margin:10px 0}
