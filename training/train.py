@@ -92,6 +92,8 @@ def train_head(settings: Settings, head: str, src, use_tuned: bool = True, oracl
     try:
         ds = build_dataset(settings, head, src)
     except SkipHead as e:
+        with mlflow.start_run(run_name=f"{head}-skipped"):  # the reason stays on record beside the trained runs
+            mlflow.set_tags({"head": head, "status": "skipped", "skip_reason": str(e)})
         return HeadResult(head, "skipped", str(e))
     params = tuned_params(settings, head) if use_tuned else None
     tr = settings.training
