@@ -72,22 +72,10 @@ def churn_labels(rows: pd.DataFrame, purchases: pd.DataFrame, horizon_days: int,
 
 
 def local_hour(ts: pd.Series, tz: pd.Series) -> np.ndarray:
-    """Local hour of UTC timestamps in each row's IANA timezone (vectorised per zone)."""
-    out = np.zeros(len(ts), dtype=np.int16)
-    tzv = tz.to_numpy()
-    for zone in pd.unique(tzv):
-        m = tzv == zone
-        out[m] = ts[m].dt.tz_convert(zone).dt.hour.to_numpy()
-    return out
+    """Local hour of UTC timestamps in each row's timezone (the feature pipeline's own clock)."""
+    from features.context import local_hour_weekday, to_utc_ns
 
-
-def local_weekday(ts: pd.Series, tz: pd.Series) -> np.ndarray:
-    out = np.zeros(len(ts), dtype=np.int16)
-    tzv = tz.to_numpy()
-    for zone in pd.unique(tzv):
-        m = tzv == zone
-        out[m] = ts[m].dt.tz_convert(zone).dt.weekday.to_numpy()
-    return out
+    return local_hour_weekday(to_utc_ns(ts), tz.to_numpy())[0]
 
 
 def response_labels(events: pd.DataFrame, customers: pd.DataFrame, data_end: pd.Timestamp) -> pd.DataFrame:
