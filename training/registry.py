@@ -165,15 +165,17 @@ def models_table(settings: Settings):
         name = model_name(settings, head)
         try:
             versions = client.search_model_versions(f"name='{name}'")
+            alias_of = client.get_registered_model(name).aliases  # {alias: version}; search leaves aliases empty
         except Exception:
-            versions = []
+            versions, alias_of = [], {}
         for v in sorted(versions, key=lambda v: int(v.version)):
+            aliases = sorted(a for a, ver in alias_of.items() if str(ver) == str(v.version))
             run = client.get_run(v.run_id) if v.run_id else None
             m = run.data.metrics if run else {}
             key = PRIMARY_METRIC[head]
             fmt = lambda x: "-" if x is None else f"{x:.4f}"  # noqa: E731
             table.add_row(
-                name, str(v.version), ",".join(sorted(v.aliases)) or "-", key,
+                name, str(v.version), ",".join(aliases) or "-", key,
                 fmt(m.get(f"test_{key}")), fmt(m.get(f"baseline_{key}")), fmt(m.get(f"oracle_{key}")),
                 str(np.datetime64(int(v.creation_timestamp), "ms"))[:19],
             )
