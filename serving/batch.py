@@ -4,6 +4,7 @@ same scoring and policy code as the online service."""
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
@@ -20,18 +21,14 @@ console = Console()
 CHUNK = 250_000
 
 
-def _as_of(settings: Settings, as_of: str | None) -> pd.Timestamp:
-    if as_of:
+def _as_of(settings: Settings, as_of: str) -> pd.Timestamp:
+    try:
         t = pd.Timestamp(as_of)
-        if t.tzinfo is None:
-            raise SystemExit(f"--as-of: {as_of!r} has no timezone; write e.g. {as_of}+00:00")
-        return t.tz_convert("UTC")
-    from features.store import snapshot_times
-
-    times = snapshot_times(settings)
-    if not times:
-        raise SystemExit("no feature snapshots yet: run `nextbest features build` first")
-    return pd.Timestamp(times[-1])
+    except ValueError:
+        raise SystemExit(f"--as-of: {as_of!r} is not an ISO-8601 time, e.g. 2026-01-31T00:00:00+00:00") from None
+    if t.tzinfo is None:
+        raise SystemExit(f"--as-of: {as_of!r} has no timezone; write e.g. {as_of}+00:00")
+    return t.tz_convert("UTC")
 
 
 def _ids(settings: Settings, ids: Path | None) -> np.ndarray:
@@ -50,28 +47,71 @@ def _ids(settings: Settings, ids: Path | None) -> np.ndarray:
     return col["customer_id"].astype(str).to_numpy(dtype=object)
 
 
+def _latest(settings: Settings, names: list[str], customer_ids: np.ndarray | None):
+    """Each customer's newest snapshot (the online store's content) as (ids, X, found, timezones, time)."""
+    from features.context import compute_context
+    from features.store import latest_snapshot
+
+    cust_names = [n for n in names if not n.startswith("ctx_")]
+    ids, ts, Xc, tz = latest_snapshot(settings, cust_names)
+    t = pd.Timestamp(int(ts.max()), tz="UTC")
+    found = np.ones(len(ids), bool)
+    if customer_ids is not None:
+        where = pd.Index(ids).get_indexer(customer_ids)
+        found = where >= 0
+        Xc = np.where(found[:, None], Xc[np.maximum(where, 0)], np.nan).astype(np.float32)
+        tz = np.where(found, tz[np.maximum(where, 0)], "UTC")
+        ids = customer_ids
+    X = np.empty((len(ids), len(names)), np.float32)
+    pos = {n: j for j, n in enumerate(names)}
+    X[:, [pos[n] for n in cust_names]] = Xc
+    ctx = compute_context(np.full(len(ids), t.value).astype("datetime64[ns]"), tz)
+    for name, values in ctx.items():
+        if name in pos:
+            X[:, pos[name]] = values
+    return np.asarray(ids, dtype=object), X, found, list(tz), t
+
+
+def _historical(settings: Settings, names: list[str], chunk: np.ndarray, t: pd.Timestamp):
+    from features.store import historical_features
+
+    feats = historical_features(settings, pd.DataFrame({"customer_id": chunk, "event_timestamp": t}))
+    X = feats.reindex(columns=names).to_numpy(dtype=np.float32)
+    found = feats[[n for n in names if not n.startswith("ctx_")]].notna().any(axis=1).to_numpy()
+    tz = feats["timezone"].fillna("UTC").tolist() if "timezone" in feats else ["UTC"] * len(chunk)
+    return X, found, tz
+
+
 def score(settings: Settings, as_of: str | None, out: Path, ids: Path | None = None, progress: bool = False,
           scorer: Scorer | None = None) -> dict:
-    """Write one decision per customer to `out` (.parquet or .csv); return timings."""
-    from features.store import feature_names, historical_features
+    """Write one decision per customer to `out` (.parquet or .csv); return timings.
+
+    Without `as_of`, decides on each customer's newest snapshot (what the online store serves);
+    with it, on point-in-time features read through the feature service at that time.
+    """
+    from features.store import feature_names
 
     t0 = time.perf_counter()
-    t = _as_of(settings, as_of)
-    customer_ids = _ids(settings, ids)
     names = feature_names(settings)
     index = {n: i for i, n in enumerate(names)}
-    scorer = scorer or Scorer.from_registry(settings, names)
+    scorer = scorer or Scorer.from_registry(settings, names, compile="now", n_jobs=os.cpu_count() or 1)
     policy = compile_policy(settings)
-    read_s = decide_s = 0.0
+    wanted = _ids(settings, ids) if ids is not None else None
+    t_read = time.perf_counter()
+    if as_of is None:
+        customer_ids, X_all, found_all, tz_all, t = _latest(settings, names, wanted)
+    else:
+        t, customer_ids = _as_of(settings, as_of), wanted if wanted is not None else _ids(settings, None)
+    read_s = time.perf_counter() - t_read
+    decide_s = 0.0
     frames = []
     for lo in range(0, len(customer_ids), CHUNK):
         chunk = customer_ids[lo:lo + CHUNK]
         t1 = time.perf_counter()
-        entity = pd.DataFrame({"customer_id": chunk, "event_timestamp": t})
-        feats = historical_features(settings, entity)
-        X = feats.reindex(columns=names).to_numpy(dtype=np.float32)
-        found = feats[[n for n in names if not n.startswith("ctx_")]].notna().any(axis=1).to_numpy()
-        tz = feats["timezone"].fillna("UTC").tolist() if "timezone" in feats else ["UTC"] * len(chunk)
+        if as_of is None:
+            X, found, tz = X_all[lo:lo + CHUNK], found_all[lo:lo + CHUNK], tz_all[lo:lo + CHUNK]
+        else:
+            X, found, tz = _historical(settings, names, chunk, t)
         t2 = time.perf_counter()
         d = decide_arrays(policy, scorer, index, chunk, X, found, tz, t.to_pydatetime(), request_id=f"batch:{t.isoformat()}")
         frames.append(d.to_frame())
@@ -99,6 +139,6 @@ def score(settings: Settings, as_of: str | None, out: Path, ids: Path | None = N
         console.print(
             f"{len(result):,} decisions as of {t:%Y-%m-%d %H:%M} UTC -> {out} ({acted:,} actions, "
             f"{int(result['control_group'].sum()):,} in control); features {read_s:.1f}s, "
-            f"policy {decide_s:.2f}s ({stats['decisions_per_s']:,}/s)"
+            f"models + policy {decide_s:.2f}s ({stats['decisions_per_s']:,}/s)"
         )
     return stats

@@ -11,6 +11,7 @@ import json
 import queue
 import sqlite3
 import threading
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -24,6 +25,7 @@ FEEDBACK_EVENTS = {
     "unsubscribed": "unsubscribed",
 }
 
+BATCH_SECONDS = 0.05
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS decisions (
   decision_id TEXT PRIMARY KEY, customer_id TEXT, decided_at TEXT, request_id TEXT, action TEXT, channel TEXT,
@@ -55,7 +57,8 @@ class ContactHistory:
         conn = self._connect()
         while True:
             batch = [self._queue.get()]
-            while not self._queue.empty() and len(batch) < 100:
+            time.sleep(BATCH_SECONDS)  # gather what arrives meanwhile: one write per batch, not per request
+            while not self._queue.empty() and len(batch) < 10_000:
                 batch.append(self._queue.get_nowait())
             rows = [row for b in batch if b is not None for row in self._rows(*b)]
             if rows:

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from features.names import CHANNELS
-from training.models import MESSAGE_INPUTS, message_inputs
+from training.models import MESSAGE_INPUTS, MESSAGE_STATS, message_inputs
 
 log = logging.getLogger("nextbest.serving")
 HEADS = ("activation", "churn", "channel", "send_time")
@@ -36,6 +36,9 @@ class Scorer:
     _cols: dict = field(default_factory=dict)
     _index: dict = field(default_factory=dict)
     _msg: np.ndarray | None = None
+    _stat_cols: np.ndarray | None = None
+    _stat_index: dict = field(default_factory=dict)
+    n_jobs: int = 1  # threads per prediction: 1 online (small batches), more for batch scoring
     compiled: dict | None = None  # head -> compiled trees in use (None until compilation finished)
 
     def __post_init__(self):
@@ -53,15 +56,19 @@ class Scorer:
             self._cols[head] = np.array([index[f] for f in wanted], dtype=np.int64)
             if head == "channel":  # the message inputs this version was trained with, in its order
                 self._msg = np.array([MESSAGE_INPUTS.index(f) for f in m.head.features if f in MESSAGE_INPUTS])
+                stats = [f"{s}_{c}" for s in MESSAGE_STATS for c in CHANNELS]
+                self._stat_cols = np.array([index[f] for f in stats])
+                self._stat_index = {f: i for i, f in enumerate(stats)}
 
     @classmethod
-    def from_registry(cls, settings, feature_names: list[str], compile: str = "background") -> "Scorer":
+    def from_registry(cls, settings, feature_names: list[str], compile: str = "background",
+                      n_jobs: int = 1) -> "Scorer":
         """Champions from the registry. compile: "background" (serve at once, switch to compiled trees
         when ready), "now" (compile before returning) or "no"."""
         from training.registry import load_champions
 
         loaded, missing = load_champions(settings, HEADS)
-        scorer = cls(list(feature_names), loaded, dict(missing))
+        scorer = cls(list(feature_names), loaded, dict(missing), n_jobs=n_jobs)
         cache = settings.data_dir / "serving" / "compiled"
         if compile == "now":
             scorer.compile(cache)
@@ -90,11 +97,11 @@ class Scorer:
         out = {}
         for head in ("activation", "churn"):
             m = self.models.get(head)
-            out[head] = None if m is None or n == 0 else m.head.predict(X[:, self._cols[head]])
+            out[head] = None if m is None or n == 0 else m.head.predict(X[:, self._cols[head]], self.n_jobs)
         hour_dist = None
         m = self.models.get("send_time")
         if m is not None and n:
-            hour_dist = m.head.predict(X[:, self._cols["send_time"]]).reshape(n, 24)
+            hour_dist = m.head.predict(X[:, self._cols["send_time"]], self.n_jobs).reshape(n, 24)
         p_response = None
         m = self.models.get("channel")
         if m is not None and n:
@@ -104,7 +111,8 @@ class Scorer:
             else:
                 best_hour = np.full(n, 10, np.float32)
             k = len(CHANNELS)
-            full = np.repeat(X, k, axis=0)
-            extra = message_inputs(full, self._index, np.tile(np.arange(k), n), np.repeat(best_hour, k))
-            p_response = m.head.predict(np.hstack([full[:, self._cols["channel"]], extra[:, self._msg]])).reshape(n, k)
+            base = np.repeat(X[:, self._cols["channel"]], k, axis=0)
+            extra = message_inputs(np.repeat(X[:, self._stat_cols], k, axis=0), self._stat_index,
+                                   np.tile(np.arange(k), n), np.repeat(best_hour, k))
+            p_response = m.head.predict(np.hstack([base, extra[:, self._msg]]), self.n_jobs).reshape(n, k)
         return Scores(out["activation"], out["churn"], p_response, hour_dist)

@@ -12,6 +12,7 @@ import logging
 from http import HTTPStatus
 
 import bentoml
+from starlette.responses import JSONResponse
 
 from serving.schemas import FeedbackRequest, NextActionRequest
 
@@ -64,7 +65,8 @@ class NextBest:
             return _error(ctx, HTTPStatus.BAD_REQUEST,
                           f"customers: at most {self.max_customers} customers per request (got {n}); split the call")
         req = NextActionRequest.model_construct(**fields)
-        return {"request_id": req.request_id, "decisions": self.engine.decide(req)}
+        body = {"request_id": req.request_id, "decisions": self.engine.decide(req)}
+        return JSONResponse(body)  # serialised once, here (the records are plain JSON types)
 
     @bentoml.api(route="/feedback", input_spec=FeedbackRequest)
     def feedback(self, ctx: bentoml.Context, **fields) -> dict:

@@ -63,9 +63,10 @@ class Head:
     calibration: dict | None  # {"x": [...], "y": [...]} isotonic map for binary heads
     compiled: object = None  # a compiled forest (lleaves) with the same predictions, when available
 
-    def predict(self, X: np.ndarray) -> np.ndarray:
+    def predict(self, X: np.ndarray, n_jobs: int = 1) -> np.ndarray:
         c = self.compiled
-        raw = c.predict(X, n_jobs=1) if c is not None else self.booster.predict(X, num_threads=1)
+        n_jobs = n_jobs if len(X) >= 10_000 else 1  # threads only pay off on big batches
+        raw = c.predict(X, n_jobs=n_jobs) if c is not None else self.booster.predict(X, num_threads=n_jobs)
         if self.calibration is not None:
             return np.interp(raw, self.calibration["x"], self.calibration["y"])
         return raw
