@@ -1,0 +1,265 @@
+"""Shared helpers of the benchmark scripts: machine description, scratch worlds, result files.
+
+Not a benchmark itself. Every script imports it with ``benchmarks/`` on
+``sys.path`` (the scripts put it there).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shutil
+import statistics
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "benchmarks" / "results"
+SCRATCH = Path(os.environ.get("NEXTBEST_BENCH_DIR", "/tmp/nextbest-bench"))
+
+
+# --------------------------------------------------------------------------- machine
+
+
+def machine() -> dict:
+    """nproc, CPU model, RAM, Python and key package versions, date."""
+    import importlib.metadata as md
+
+    cpu = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    try:
+        mem = round(int(Path("/proc/meminfo").read_text().split()[1]) / 2**20)
+    except (OSError, ValueError, IndexError):
+        mem = None
+    versions = {}
+    for p in ("numpy", "pandas", "lightgbm", "lleaves", "feast", "mlflow", "bentoml", "httpx"):
+        try:
+            versions[p] = md.version(p)
+        except md.PackageNotFoundError:
+            versions[p] = None
+    return {
+        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "nproc": os.cpu_count(),
+        "cpu": cpu,
+        "memory_gb": mem,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "packages": versions,
+        "loadavg_1m_start": round(os.getloadavg()[0], 2),
+    }
+
+
+def machine_line(info: dict) -> str:
+    pk = ", ".join(f"{k} {v}" for k, v in info["packages"].items() if v)
+    return (f"Machine: {info['nproc']} cores ({info['cpu']}), {info['memory_gb']} GiB RAM; Python {info['python']}; "
+            f"{pk}; {info['platform']}; run {info['date']}.")
+
+
+def write_results(name: str, markdown: str, data: dict) -> Path:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    info = data.get("machine") or {}
+    if "loadavg_1m_start" in info:
+        end = info.setdefault("loadavg_1m_end", round(os.getloadavg()[0], 2))
+        markdown = markdown.rstrip("\n") + (
+            f"\n\nMachine load: 1-minute load average {info['loadavg_1m_start']} at the start and {end} at the end "
+            f"on {info['nproc']} cores (anything above the core count means the run shared the CPUs with other work, "
+            "which inflates absolute times; the compared variants are interleaved so their ratios hold better).\n")
+    md = RESULTS / f"{name}.md"
+    md.write_text(markdown if markdown.endswith("\n") else markdown + "\n")
+    (RESULTS / f"{name}.json").write_text(json.dumps(data, indent=2, default=str) + "\n")
+    return md
+
+
+def md_table(headers: list[str], rows: list[list], align: str | None = None) -> list[str]:
+    align = align or "".join("l" if i == 0 else "r" for i in range(len(headers)))
+    sep = ["---:" if a == "r" else "---" for a in align]
+    out = ["| " + " | ".join(headers) + " |", "|" + "|".join(sep) + "|"]
+    out += ["| " + " | ".join("" if c is None else str(c) for c in r) + " |" for r in rows]
+    return out
+
+
+def print_table(title: str, headers: list[str], rows: list[list]) -> None:
+    try:
+        from rich.console import Console
+        from rich.table import Table
+
+        t = Table(title=title)
+        for h in headers:
+            t.add_column(h)
+        for r in rows:
+            t.add_row(*["" if c is None else str(c) for c in r])
+        Console().print(t)
+    except ImportError:  # pragma: no cover
+        print(title)
+        print("\n".join(md_table(headers, rows)))
+
+
+def median(xs):
+    xs = [x for x in xs if x is not None]
+    return statistics.median(xs) if xs else None
+
+
+# --------------------------------------------------------------------------- scratch worlds
+
+
+def scratch_env(root: Path) -> dict[str, str]:
+    """NEXTBEST__* overrides pointing data and MLflow at ``root`` (a scratch folder)."""
+    root = Path(root)
+    return {
+        "NEXTBEST__PATHS__DATA_DIR": str(root / "data"),
+        "NEXTBEST__PATHS__MLRUNS_DIR": str(root / "mlruns"),
+        "NEXTBEST__MLFLOW__TRACKING_URI": f"sqlite:///{root / 'mlruns' / 'mlflow.db'}",
+        "NEXTBEST__MLFLOW__ARTIFACT_ROOT": str(root / "mlruns" / "artifacts"),
+    }
+
+
+def scratch_settings(root: Path, **extra: str):
+    from nextbest.settings import load_settings
+
+    return load_settings(environ={**os.environ, **scratch_env(root), **extra})
+
+
+def use_scratch(root: Path) -> None:
+    """Make this process (and its children) use ``root`` for data and MLflow."""
+    os.environ.update(scratch_env(root))
+
+
+def _has_champions(root: Path) -> bool:
+    return (root / "mlruns" / "mlflow.db").exists() and (root / "ready.json").exists()
+
+
+def champions_fit(root: Path) -> str | None:
+    """None when the champions under ``root`` score with the current serving code, else why not.
+    Checked in a child process, so this process's MLflow client never caches the registry."""
+    import subprocess
+    import sys
+
+    code = ("import sys; sys.path.insert(0, %r); sys.path.insert(0, %r); from _common import _fit, scratch_settings; "
+            "from pathlib import Path; w = _fit(scratch_settings(Path(%r))); print('FIT:' + (w or 'ok'))"
+            % (str(ROOT / "benchmarks"), str(ROOT), str(root)))
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    line = [x for x in out.stdout.splitlines() if x.startswith("FIT:")]
+    if not line:
+        return f"check failed: {out.stderr.strip().splitlines()[-1:] if out.stderr else out.returncode}"
+    return None if line[-1] == "FIT:ok" else line[-1][4:]
+
+
+def _fit(settings) -> str | None:
+    import numpy as np
+
+    from features.store import feature_names
+    from serving.scoring import Scorer
+
+    try:
+        names = feature_names(settings)
+        sc = Scorer.from_registry(settings, names, compile="no")
+        if sc.unavailable:
+            return f"heads unavailable: {sc.unavailable}"
+        sc.score(np.full((3, len(names)), np.nan, np.float32))
+        return None
+    except Exception as e:  # e.g. a head trained with other model inputs than the code builds today
+        return f"{type(e).__name__}: {e}"
+
+
+def train_into(root: Path, progress: bool = False) -> dict:
+    """Train the four heads on ``root``'s features into a fresh MLflow under ``root``."""
+    from training.train import train_all
+
+    root = Path(root)
+    shutil.rmtree(root / "mlruns", ignore_errors=True)
+    shutil.rmtree(root / "data" / "serving" / "compiled", ignore_errors=True)
+    s = scratch_settings(root)
+    use_scratch(root)
+    t0 = time.perf_counter()
+    res = train_all(s, progress=progress)
+    return {"seconds": time.perf_counter() - t0, "heads": [(r.head, r.status, r.version) for r in res]}
+
+
+def copy_demo(root: Path, src: Path = ROOT) -> bool:
+    """Copy the project's demo world (data/ and mlruns/) into ``root``; False when there is none.
+    When its champions no longer fit the current serving code, retrain them into the copy."""
+    if not ((src / "data" / "features" / "snapshots.json").exists() and (src / "mlruns" / "mlflow.db").exists()):
+        return False
+    root = Path(root)
+    shutil.rmtree(root, ignore_errors=True)
+    root.mkdir(parents=True)
+    shutil.copytree(src / "data", root / "data", ignore=shutil.ignore_patterns("*.db-wal", "*.db-shm", "history.db"))
+    shutil.copytree(src / "mlruns", root / "mlruns")
+    s = scratch_settings(root)
+    from features import store
+
+    store.apply(s)  # re-register the sources under the copy (the online store file is the copied one)
+    info = {"source": str(src), "copied": time.time()}
+    why = champions_fit(root)
+    if why:
+        print(f"the demo champions do not fit the current code ({why[:160]}); retraining into {root}", flush=True)
+        info["retrained"] = {"why": why, **train_into(root, progress=True)}
+    (root / "ready.json").write_text(json.dumps(info, default=str))
+    return True
+
+
+def build_world(root: Path, customers: int, days: int = 365, seed: int = 7, train: bool = True,
+                progress: bool = False) -> dict:
+    """Simulate + features + apply + packed materialize (+ train) into ``root``; return each stage's seconds."""
+    import gc
+
+    from features import pipeline, store
+    from nextbest.simulator import simulate
+
+    root = Path(root)
+    shutil.rmtree(root, ignore_errors=True)
+    root.mkdir(parents=True)
+    s = scratch_settings(root)
+    use_scratch(root)
+    t = {}
+    t0 = time.perf_counter()
+    simulate(customers=customers, days=days, seed=seed, start=s.world.start_date, out_dir=s.world_dir,
+             progress=progress, settings=s)
+    gc.collect()
+    t["simulate"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    fb = pipeline.build(s, progress=progress)
+    gc.collect()
+    t["features_build"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    store.apply(s)
+    t["apply"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    store.materialize(s)
+    t["materialize"] = time.perf_counter() - t0
+    info = {"customers": customers, "days": days, "events": fb.get("events"), "feature_rows": fb.get("rows"),
+            "stages": t}
+    if train:
+        from training.train import train_all
+
+        t0 = time.perf_counter()
+        res = train_all(s, progress=progress)
+        total = time.perf_counter() - t0
+        t["train_total"] = total
+        for r in res:
+            t[f"train_{r.head}"] = r.seconds
+        t["train_load_sources"] = total - sum(r.seconds for r in res)
+        info["train"] = [{"head": r.head, "status": r.status, "version": r.version, "promoted": r.promoted,
+                          "seconds": r.seconds, "metrics": r.metrics} for r in res]
+        (root / "ready.json").write_text(json.dumps(info, default=str))
+    return info
+
+
+def ensure_world(root: Path, customers: int | None = None, progress: bool = True) -> Path:
+    """A scratch world with trained champions at ``root``: reuse it, else copy the demo (customers None),
+    else simulate + build + train ``customers`` (default 20,000)."""
+    root = Path(root)
+    if _has_champions(root):
+        return root
+    if customers is None and copy_demo(root):
+        return root
+    build_world(root, customers or 20_000, progress=progress)
+    return root

@@ -1,0 +1,170 @@
+"""Benchmark: the training pipeline's wall time at 100k (and 1M) customers.
+
+For each size, in a scratch folder: simulate the world over 365 days
+(``nextbest.simulator.simulate``), build the point-in-time features
+(``features.pipeline.build``), register them (``features.store.apply``),
+fill the online store (``features.store.materialize``, packed vectors), and
+train the four heads into a scratch MLflow (``training.train.train_all``,
+which also logs, registers and gates each head). Each stage runs in its own
+child process run (one child per size) and reports its seconds and the
+child's peak RSS.
+
+Sizes whose projected time (from the per-stage rates of the previous size)
+exceeds ``--budget-min`` are not run; their row is an estimate and says so.
+
+    .venv/bin/python benchmarks/bench_training.py                  # 20k, 100k, 1M if it fits in the budget
+    .venv/bin/python benchmarks/bench_training.py --sizes 20000    # quick
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import resource
+import shutil
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from _common import SCRATCH, machine, machine_line, md_table, print_table, write_results  # noqa: E402
+
+STAGES = ["simulate", "features_build", "apply", "materialize", "train_load_sources",
+          "train_activation", "train_churn", "train_channel", "train_send_time", "train_total"]
+
+
+def _child(root: str, customers: int, days: int, q) -> None:
+    try:
+        from _common import build_world
+
+        info = build_world(Path(root), customers, days=days, progress=True)
+        info["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+        q.put(info)
+    except BaseException as e:  # report, do not hang the parent
+        import traceback
+
+        q.put({"error": f"{type(e).__name__}: {e}", "trace": traceback.format_exc()})
+
+
+def run_size(root: Path, customers: int, days: int) -> dict:
+    ctx = mp.get_context("spawn")
+    q = ctx.Queue()
+    t0 = time.perf_counter()
+    p = ctx.Process(target=_child, args=(str(root), customers, days, q))
+    p.start()
+    info = q.get()
+    p.join()
+    info["wall_s"] = time.perf_counter() - t0
+    if "error" in info:
+        raise RuntimeError(f"{customers:,} customers: {info['error']}\n{info.get('trace', '')}")
+    return info
+
+
+def estimate(measured: list[dict], customers: int) -> dict:
+    """Per-stage projection: a power law through the two largest measured sizes (t ~ N^b, b clipped to
+    [0.5, 1.3]), or linear from a single measured size."""
+    import math
+
+    prev = measured[-1]
+    k = customers / prev["customers"]
+    lower = measured[-2] if len(measured) >= 2 else None
+    st, exps = {}, {}
+    for s, v in prev["stages"].items():
+        b = 1.0
+        if lower is not None and lower["stages"].get(s, 0) > 0.5 and v > 0.5:
+            b = math.log(v / lower["stages"][s]) / math.log(prev["customers"] / lower["customers"])
+            b = min(max(b, 0.5), 1.3)
+        st[s], exps[s] = v * k ** b, round(b, 2)
+    st["train_total"] = st["train_load_sources"] + sum(st[f"train_{h}"] for h in ("activation", "churn", "channel", "send_time"))
+    return {"customers": customers, "days": prev["days"], "stages": st, "estimate": True,
+            "estimated_from": [r["customers"] for r in measured[-2:]], "exponents": exps}
+
+
+def total(r: dict) -> float:
+    st = r["stages"]
+    return sum(st.get(s, 0) for s in ("simulate", "features_build", "apply", "materialize", "train_total"))
+
+
+def markdown(rows: list[dict], info: dict, cmd: str) -> str:
+    heads = ["stage"] + [f"{r['customers']:,}{' (estimate)' if r.get('estimate') else ''}" for r in rows]
+    body = []
+    for s in STAGES:
+        body.append([s] + [f"{r['stages'][s]:.1f}" if s in r["stages"] else "" for r in rows])
+    body.append(["**total (s)**"] + [f"**{total(r):.0f}**" for r in rows])
+    body.append(["total (min)"] + [f"{total(r) / 60:.1f}" for r in rows])
+    body.append(["events simulated"] + [f"{r['events']:,}" if r.get("events") else "" for r in rows])
+    body.append(["feature rows (snapshots)"] + [f"{r['feature_rows']:,}" if r.get("feature_rows") else "" for r in rows])
+    body.append(["peak RSS (MB)"] + [str(r.get("peak_rss_mb", "")) for r in rows])
+    lines = [
+        "# Training pipeline wall time",
+        "",
+        f"Produced by `{cmd}`: in a scratch folder, simulate N customers over 365 days, build the point-in-time "
+        "features, register them, fill the online store (packed vectors) and train the four LightGBM heads "
+        "(`training.train.train_all`: datasets, fit, calibration, MLflow logging, registry, promotion gate). "
+        "Seconds per stage, one child process per size (peak RSS of that process).",
+        "",
+        machine_line(info),
+        "",
+        *md_table(heads, body),
+        "",
+        "- `train_<head>`: `HeadResult.seconds` (dataset build with point-in-time feature reads, fit with early "
+        "stopping, test metrics, baseline/oracle metrics, MLflow logging and the gate). `train_load_sources`: "
+        "reading the world and the snapshot list once for all heads.",
+        "- Each head samples at most `training.max_rows` rows, so fit time is bounded; dataset building and the "
+        "feature reads grow with the world.",
+    ]
+    est = [r for r in rows if r.get("estimate")]
+    for r in est:
+        lines.append(
+            (f"- {r['customers']:,} customers: **estimate**, not measured - each stage projected with a power law "
+             f"through the measured sizes {', '.join(f'{x:,}' for x in r['estimated_from'])} (exponents per stage: "
+             f"{', '.join(f'{k} {v}' for k, v in r['exponents'].items())})." if len(r["estimated_from"]) > 1 else
+             f"- {r['customers']:,} customers: **estimate**, not measured - every stage scaled linearly from the "
+             f"{r['estimated_from'][0]:,} run (an upper bound for the per-head fits, which sample at most "
+             "`training.max_rows` rows; a lower bound for nothing).") + " The features build at this size would hold roughly "
+            f"{r['customers'] * 48 * 124 * 4 / 2**30:.0f} GiB of snapshot rows (about 48 snapshots per customer x 124 "
+            "float32 features), more than this machine's RAM unless the build streams its output.")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--sizes", type=int, nargs="+", default=[20_000, 100_000, 1_000_000])
+    ap.add_argument("--days", type=int, default=365)
+    ap.add_argument("--budget-min", type=float, default=20.0, help="skip (and estimate) a size projected above this")
+    ap.add_argument("--scratch", type=Path, default=SCRATCH / "training")
+    ap.add_argument("--keep", action="store_true", help="keep the scratch worlds (bench_batch.py can reuse w<N>)")
+    ap.add_argument("--name", default="training")
+    a = ap.parse_args()
+    info = machine()
+    rows: list[dict] = []
+    for n in sorted(a.sizes):
+        prev = rows[-1] if rows else None
+        if prev is not None:
+            proj = estimate([r for r in rows if not r.get("estimate")], n)
+            if total(proj) / 60 > a.budget_min:
+                print(f"{n:,} customers: projected {total(proj) / 60:.0f} min > budget {a.budget_min} min; estimating")
+                rows.append(proj)
+                continue
+        root = a.scratch / f"w{n}"
+        print(f"== {n:,} customers -> {root}", flush=True)
+        r = run_size(root, n, a.days)
+        rows.append(r)
+        print(json.dumps({k: v for k, v in r.items() if k != "train"}, default=str, indent=1), flush=True)
+        if not a.keep:
+            shutil.rmtree(root, ignore_errors=True)
+    cmd = "python benchmarks/bench_training.py " + " ".join(sys.argv[1:])
+    headers = ["stage"] + [f"{r['customers']:,}{' (est.)' if r.get('estimate') else ''}" for r in rows]
+    table = [[s] + [f"{r['stages'].get(s, 0):.1f}" for r in rows] for s in STAGES]
+    table.append(["total (s)"] + [f"{total(r):.0f}" for r in rows])
+    print_table("training pipeline (seconds)", headers, table)
+    md = markdown(rows, info, cmd.strip())
+    path = write_results(a.name, md, {"machine": info, "command": cmd.strip(), "rows": rows})
+    print(f"written: {path}")
+
+
+if __name__ == "__main__":
+    main()
