@@ -7,6 +7,7 @@ policy are loaded once, when the service starts.
 
 from __future__ import annotations
 
+import gc
 import hmac
 import logging
 from http import HTTPStatus
@@ -42,6 +43,8 @@ class NextBest:
         self.max_customers = self.settings.serving.max_customers_per_request
         self._token = self.settings.serving.auth_token
         self.engine = Engine(self.settings)
+        gc.collect()
+        gc.freeze()  # models, store and policy live for the whole process: keep them out of every GC pass
         log.info("nextbest ready: %s", self.engine.health())
 
     def _unauthorised(self, ctx: bentoml.Context) -> dict | None:
