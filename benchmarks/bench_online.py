@@ -360,8 +360,7 @@ def markdown(res: dict, info: dict, cmd: str) -> str:
         "Medians of each stage of `Engine.decide`'s path called directly (`OnlineFeatures.read`, `Scorer.score`, "
         "the rest of `decide_arrays`, `Decisions.to_records`, `ContactHistory.log_decisions`, then the response "
         "encoded with `json.dumps`); `total` is the whole sequence timed per request, so it also holds the GIL waits on the contact-history writer thread. The gap between it and the HTTP p50 above is BentoML's request "
-        "handling: input validation, response serialisation (`IORootModel.model_dump` then `model_dump_json` of "
-        "the returned dict), middlewares and the worker-thread hop.",
+        "handling (input validation, middlewares, the worker-thread hop) and the HTTP round trip.",
         "",
         f"- Decisions agree on {res['agreement']['same_action'] * 100:.1f}% of actions "
         f"({res['agreement']['same_action_and_channel'] * 100:.1f}% action and channel) for the same "
