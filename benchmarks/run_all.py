@@ -99,9 +99,9 @@ def summary(ran: dict[str, int]) -> str:
         "|---|---|---|---|---|",
         *["| " + " | ".join(r) + " |" for r in rows],
         "",
-        "These runs shared the 2 cores with other work (1-minute load average about 3.5-6 throughout) and partly "
-        "with each other, so absolute times are inflated; compared variants were interleaved within each run. "
-        "Details: `online.md`, `batch.md`, `training.md` beside this file; `benchmarks/README.md` describes each "
+        "Each result file records the machine's load average during its run: a load above the 2 cores means the "
+        "run shared the CPUs and its absolute times are inflated (compared variants are interleaved within a run, "
+        "so their ratios hold better). Details: `online.md`, `batch.md`, `training.md` beside this file; `benchmarks/README.md` describes each "
         "script. All: `python benchmarks/run_all.py` (or `--quick`).",
     ]
     failed = [k for k, v in ran.items() if v != 0]
