@@ -21,8 +21,6 @@ into SQLite, and into Redis when a ``redis-server`` answers on
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import shutil
 import statistics
 import sys
@@ -33,8 +31,10 @@ import numpy as np
 import pandas as pd
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(ROOT))
 
+from _common import machine, machine_line  # noqa: E402
 from features.names import VIEWS  # noqa: E402
 
 ZONES = np.array(["Europe/Paris", "America/New_York", "Asia/Tokyo", "UTC", "Australia/Sydney"], dtype=object)
@@ -76,33 +76,6 @@ def synthetic_latest(n: int, seed: int = 0) -> dict[str, pd.DataFrame]:
             cols["timezone"] = ZONES[rng.integers(0, len(ZONES), n)]
         out[view] = pd.DataFrame(cols)
     return out
-
-
-def machine() -> dict:
-    import feast
-
-    cpu = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    try:
-        mem = int(Path("/proc/meminfo").read_text().split()[1]) / 2**20
-    except (OSError, ValueError, IndexError):
-        mem = None
-    return {
-        "memory_gb": round(mem) if mem else "?",
-        "nproc": os.cpu_count(),
-        "cpu": cpu,
-        "python": platform.python_version(),
-        "feast": feast.__version__,
-        "pandas": pd.__version__,
-        "numpy": np.__version__,
-        "platform": platform.platform(),
-    }
 
 
 def redis_up(host: str, port: int) -> bool:
@@ -191,8 +164,7 @@ def markdown(rows: list[dict], info: dict) -> str:
         "Produced by `benchmarks/bench_materialize.py` (synthetic latest snapshot, one row per customer, "
         f"{rows[0]['features'] if rows else '?'} float32 features + timezone).",
         "",
-        f"Machine: {info['nproc']} cores ({info['cpu']}), {info.get('memory_gb', '?')} GiB RAM; Python {info['python']}, "
-        f"Feast {info['feast']}, pandas {info['pandas']}, numpy {info['numpy']}; {info['platform']}.",
+        machine_line(info),
         "",
         "| customers | online store | mode | seconds | customers/s | vs plain | SQLite MB | read 1 (ms) | read 100 (ms) |",
         "|---:|---|---|---:|---:|---:|---:|---:|---:|",

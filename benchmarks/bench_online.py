@@ -365,7 +365,7 @@ def markdown(res: dict, info: dict, cmd: str) -> str:
         f"- Decisions agree on {res['agreement']['same_action'] * 100:.1f}% of actions "
         f"({res['agreement']['same_action_and_channel'] * 100:.1f}% action and channel) for the same "
         f"{res['agreement']['customers']} customers with a fixed request id and trigger time.",
-        f"- Feast's plain materialize of the scalar views for the naive service: "
+        "- Feast's plain materialize of the scalar views for the naive service: "
         + (f"{res['plain_materialize_s']:.0f} s for {res['world']['customers']:,} customers "
            f"({res['plain_materialize_s'] / res['world']['customers'] * 1000:.1f} s per 1k)."
            if res.get("plain_materialize_s") else "already done in the scratch copy (not timed in this run)."),

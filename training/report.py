@@ -1120,7 +1120,6 @@ def _drivers_chart(importance: dict, label: str, top: int = 8) -> str:
 
 
 def _section_channels(ctx: _Context, sec: _Section) -> None:
-    s = ctx.settings
     sec.lead = ("Where customers respond, so that each message goes to the one channel the customer reacts to, "
                 "and when they are active in their own time zone.")
     cols = [f"{m}_{c}" for c in CHANNELS for m in ("sent", "clicked")]
@@ -1548,8 +1547,8 @@ def _evaluation_chart(ctx: _Context, data: dict, policies: dict, path: Path) -> 
     ctx.facts.update({"eval_value_nextbest": v_nb, "eval_value_calendar": v_cal})
     as_of = data.get("as_of")
     n = data.get("customers")
-    note = (f"Measured by <code>nextbest evaluate</code> with the simulator's hidden truth: the true expected value of "
-            f"one decision per customer" + (f" for the same {int(n):,} customers" if n else "")
+    note = ("Measured by <code>nextbest evaluate</code> with the simulator's hidden truth: the true expected value of "
+            "one decision per customer" + (f" for the same {int(n):,} customers" if n else "")
             + (f" as of {_e(_date(as_of))}" if as_of else "") + ", every strategy under the same contact rules. "
             f"The calendar campaigns send each stage's usual action at 10:00 whatever it is worth; no action is "
             f"worth 0. Source: {_e(path)}.")

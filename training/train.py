@@ -65,7 +65,6 @@ def _log_test_predictions(ds: Dataset, pred: np.ndarray, oracle_pred: np.ndarray
     import tempfile
 
     import mlflow
-    import pandas as pd
 
     f = ds.test.frame.copy()
     f["label"] = ds.test.y
@@ -115,7 +114,7 @@ def train_head(settings: Settings, head: str, src, use_tuned: bool = True, oracl
         "time_range": ds.time_range,
     }
     name = model_name(settings, head)
-    with mlflow.start_run(run_name=f"{head}-{time.strftime('%Y%m%d-%H%M%S')}") as run:
+    with mlflow.start_run(run_name=f"{head}-{time.strftime('%Y%m%d-%H%M%S')}"):
         mlflow.set_tags({"head": head, "feature_service": settings.features.feature_service,
                          "label_definition": ds.label_definition, "baseline": base_name})
         mlflow.log_params({

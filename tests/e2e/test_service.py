@@ -8,10 +8,9 @@ next decision) and the five case studies of DOMAIN.md as scenarios.
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 
 import httpx
-import numpy as np
 import pandas as pd
 import pytest
 

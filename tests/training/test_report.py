@@ -24,7 +24,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from nextbest.settings import Settings, load_settings
+from nextbest.settings import Settings
 
 SECTIONS = (
     "1. The customer base",
@@ -37,15 +37,9 @@ MIN_CHARTS = 14  # base 2, models 4 heads x 3-4, channels 3, policy 3-4, uplift 
 
 
 def _settings(root: Path, **extra: str) -> Settings:
-    env = {
-        "NEXTBEST__PATHS__DATA_DIR": str(root / "data"),
-        "NEXTBEST__PATHS__MLRUNS_DIR": str(root / "mlruns"),
-        "NEXTBEST__PATHS__REPORTS_DIR": str(root / "reports"),
-        "NEXTBEST__MLFLOW__TRACKING_URI": f"sqlite:///{root / 'mlruns' / 'mlflow.db'}",
-        "NEXTBEST__MLFLOW__ARTIFACT_ROOT": str(root / "mlruns" / "artifacts"),
-        **{f"NEXTBEST__{k}": v for k, v in extra.items()},
-    }
-    return load_settings(environ=env)
+    from tests.support import settings_for
+
+    return settings_for(root, **{f"NEXTBEST__{k}": v for k, v in extra.items()})
 
 
 def _fast_training() -> dict[str, str]:
