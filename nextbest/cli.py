@@ -172,7 +172,7 @@ def serve(
     from serving.run import serve as run
 
     s = settings_or_exit(config_dir)
-    run(s, port=port)
+    raise typer.Exit(run(s, port=port))
 
 
 @app.command()

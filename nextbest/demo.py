@@ -43,6 +43,12 @@ def run_demo(settings: Settings, customers: int | None = None, serve_after: bool
     from training.train import train_all
 
     customers = customers or settings.world.customers
+    if serve_after:
+        from serving.run import port_free
+
+        if not port_free(settings.serving.host, settings.serving.port):  # say so now, not after the pipeline
+            raise SystemExit(f"serving.port: {settings.serving.host}:{settings.serving.port} is already in use - "
+                             "stop the other server, set NEXTBEST__SERVING__PORT, or run `nextbest demo --no-serve`")
     out: dict = {}
     t_start = time.perf_counter()
     with stage(f"1/6 simulate a world of {customers:,} customers over {settings.world.days} days"):
