@@ -1,25 +1,20 @@
-"""Shared fixtures: paths to the real data shipped beside the project."""
+"""Shared fixtures: the real data shipped in tests/data, and a built installation."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-SHARED = Path(os.environ.get("NEXTBEST_SHARED_DIR", ROOT.parent / "shared"))
+DATA = ROOT / "tests" / "data"
 ARTIFACTS = ROOT / "tests" / "artifacts"
 
 
 @pytest.fixture(scope="session")
 def cdnow_path() -> Path:
-    p = SHARED / "data" / "cdnow" / "CDNOW_sample.txt"
-    if not p.exists():
-        if os.environ.get("CI"):
-            pytest.fail(f"CDNOW sample not found at {p}: CI must have shared/ beside the clone")
-        pytest.skip(f"CDNOW sample not found at {p} (set NEXTBEST_SHARED_DIR)")
-    return p
+    """The CDNOW sample (tests/data/README.md says where it comes from)."""
+    return DATA / "cdnow" / "CDNOW_sample.txt"
 
 
 @pytest.fixture(scope="session")
