@@ -31,7 +31,8 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import pandas as pd
 
-from features.names import CHANNELS, CONTEXT, DAY_PARTS, TRIGGERS, WEATHER
+from features.names import CONTEXT
+from nextbest.vocabulary import CHANNELS, DAY_PARTS, TRIGGERS, WEATHER
 
 # hour -> day part:  night 22-06, breakfast 06-09, morning 09-12, lunch 12-14,
 # afternoon 14-18, evening 18-22

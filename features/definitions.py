@@ -1,47 +1,40 @@
 """The Feast feature repository: declarations only.
 
 One entity (``customer``), one Parquet source and one feature view per entry
-of ``names.VIEWS``, the packed online view ``customer_vector`` (written by
-``nextbest features materialize`` and by real-time pushes), the on-demand
-view ``request_context`` and one feature service (``nba_v1``): the contract
-that training and serving read features through.
+of ``names.views(actions)``, the packed online view ``customer_vector``
+(written by ``nextbest features materialize`` and by real-time pushes), the
+on-demand view ``request_context`` and one feature service (``nba_v1`` by
+default): the contract that training and serving read features through.
 
-Source files live in the feature data folder: ``$NEXTBEST_FEATURES_DIR`` when
-set, else ``<project>/data/features`` (the default ``paths.data_dir``).
-``features/store.py`` applies the same objects built by :func:`feast_objects`
-for the configured folder, so the registry always holds absolute paths.
+:func:`feast_objects` declares them for a feature data folder and an action
+catalogue (the pressure view has one cooldown feature per action);
+``features/store.py`` registers them with ``nextbest features apply``, which
+also writes a ``feature_store.yaml`` beside the registry so the Feast CLI can
+inspect it (``feast -c data/features feature-services list``).
 """
 
 from __future__ import annotations
 
 import hashlib
-import os
 from datetime import timedelta
 from pathlib import Path
+from typing import Sequence
 
 from feast import Entity, FeatureService, FeatureView, Field, FileSource, PushSource, RequestSource, ValueType
 from feast.on_demand_feature_view import on_demand_feature_view
 from feast.types import Bytes, Float32, Int64, String, UnixTimestamp
 
-from features.names import CONTEXT, CONTEXT_REQUEST, CUSTOMER_FEATURES, VIEWS
+from features.names import CONTEXT, CONTEXT_REQUEST, customer_features, views as view_features
+from nextbest.vocabulary import ENTITY_KEY, TIMESTAMP_FIELD
 
 PROJECT = "nextbest"
-FEATURE_SERVICE = "nba_v1"
 VECTOR_VIEW = "customer_vector"
 VECTOR_FIELD = "vector"
 VECTOR_PUSH_SOURCE = "customer_vector_push"
 CONTEXT_VIEW = "request_context"
 REQUEST_SOURCE = "decision_request"
-TIMESTAMP_FIELD = "event_timestamp"
-ENTITY_KEY = "customer_id"
 SERVICE_TAG = "feature_service"
 HASH_TAG = "feature_list_sha1"
-
-
-def default_features_dir() -> Path:
-    """``$NEXTBEST_FEATURES_DIR`` or ``<project>/data/features``."""
-    env = os.environ.get("NEXTBEST_FEATURES_DIR")
-    return Path(env) if env else Path(__file__).resolve().parent.parent / "data" / "features"
 
 
 def feature_list_hash(names: tuple[str, ...] | list[str]) -> str:
@@ -49,9 +42,11 @@ def feature_list_hash(names: tuple[str, ...] | list[str]) -> str:
     return hashlib.sha1(",".join(names).encode()).hexdigest()[:16]
 
 
-def feast_objects(features_dir: Path | str | None = None, feature_service: str = FEATURE_SERVICE) -> dict:
-    """All Feast objects of the repository, with sources under ``features_dir``."""
-    fd = Path(features_dir or default_features_dir()).resolve()
+def feast_objects(features_dir: Path | str, feature_service: str, actions: Sequence[str]) -> dict:
+    """All Feast objects of the repository, with sources under ``features_dir``, for a catalogue of ``actions``."""
+    fd = Path(features_dir).resolve()
+    by_view = view_features(actions)
+    stored = customer_features(actions)
 
     customer = Entity(
         name="customer",
@@ -61,7 +56,7 @@ def feast_objects(features_dir: Path | str | None = None, feature_service: str =
     )
     views: dict[str, FeatureView] = {}
     sources: dict[str, object] = {}
-    for view, feats in VIEWS.items():
+    for view, feats in by_view.items():
         src = FileSource(
             name=f"{view}_source",
             path=str(fd / f"{view}.parquet"),
@@ -104,8 +99,8 @@ def feast_objects(features_dir: Path | str | None = None, feature_service: str =
         ),
         tags={
             SERVICE_TAG: feature_service,
-            HASH_TAG: feature_list_hash(CUSTOMER_FEATURES),
-            "n_features": str(len(CUSTOMER_FEATURES)),
+            HASH_TAG: feature_list_hash(stored),
+            "n_features": str(len(stored)),
             "layout": "float32le[n_features] + utf8 timezone",
         },
     )
@@ -139,7 +134,7 @@ def feast_objects(features_dir: Path | str | None = None, feature_service: str =
         name=feature_service,
         # the profile's timezone string feeds request_context; the model features are all float32
         features=[
-            *(views[v][list(VIEWS[v])] if v == "customer_profile" else views[v] for v in VIEWS),
+            *(views[v][list(by_view[v])] if v == "customer_profile" else views[v] for v in by_view),
             request_context,
         ],
         description="next-best-action features: the contract between training and serving",
@@ -154,20 +149,3 @@ def feast_objects(features_dir: Path | str | None = None, feature_service: str =
         "context_view": request_context,
         "feature_service": service,
     }
-
-
-# Module-level objects for `feast apply` run from this folder (it collects them by attribute).
-_objects = feast_objects()
-customer = _objects["entity"]
-customer_profile = _objects["views"]["customer_profile"]
-customer_lifecycle = _objects["views"]["customer_lifecycle"]
-customer_rfm = _objects["views"]["customer_rfm"]
-customer_engagement = _objects["views"]["customer_engagement"]
-customer_timing = _objects["views"]["customer_timing"]
-customer_pressure = _objects["views"]["customer_pressure"]
-customer_vector = _objects["vector_view"]
-customer_vector_push = _objects["vector_push"]
-decision_request = _objects["request_source"]
-request_context = _objects["context_view"]
-nba_v1 = _objects["feature_service"]
-del _objects

@@ -1,27 +1,19 @@
 """Names of the customer features: the vocabulary shared by the Feast repo,
 the feature pipeline, training and the decision policy.
 
-Declarations only (no computation): `feast apply` imports this module.
+Most views have a fixed list of features. The pressure view also holds one
+cooldown feature per catalogue action (``days_since_action_<id>``), so the
+full list is a function of the configured catalogue: :func:`views` and
+:func:`customer_features` take the action ids (``tuple(settings.actions)``).
+
+Declarations only (no computation, no settings read).
 """
 
-CHANNELS = ("email", "sms", "push", "in_app", "print")
-STAGES = ("registered", "activating", "active", "at_risk", "lapsed")  # stage code = index
-ACTIONS = (
-    "welcome",
-    "activation_nudge",
-    "activation_nudge_incentive",
-    "second_use_nudge",
-    "cross_sell",
-    "loyalty_reward",
-    "satisfaction_survey",
-    "anti_attrition_offer",
-    "win_back",
-    "contact_enrichment",
-)
-ATTRIBUTES = ("segment", "region", "company_size", "sector")  # encoded as stable integer codes
-TRIGGERS = ("none", "registration", "purchase", "visit", "cart_abandoned", "location", "message_response", "schedule")
-DAY_PARTS = ("night", "breakfast", "morning", "lunch", "afternoon", "evening")  # day-part code = index
-WEATHER = ("unknown", "sunny", "cloudy", "rain", "snow", "hot", "cold")
+from __future__ import annotations
+
+from typing import Sequence
+
+from nextbest.vocabulary import ATTRIBUTES, CHANNELS
 
 # --- feature views (all float32 in the online vector; NaN = unknown) ---------
 PROFILE = (
@@ -68,23 +60,37 @@ TIMING = (
     *(f"weekday_share_{d}" for d in range(7)),
     "n_engagements",
 )
-PRESSURE = (
+CHANNEL_PRESSURE = (
     *(f"sent_7d_{c}" for c in CHANNELS),
     *(f"sent_30d_{c}" for c in CHANNELS),
     "sent_7d_total",
     "sent_30d_total",
-    *(f"days_since_action_{a}" for a in ACTIONS),
 )
 # request-time context, computed on demand from the request and the customer's timezone
 CONTEXT = ("ctx_local_hour", "ctx_weekday", "ctx_day_part", "ctx_trigger_code", "ctx_trigger_channel_code", "ctx_near_store", "ctx_weather_code")
 CONTEXT_REQUEST = ("trigger_timestamp", "trigger_event", "trigger_channel", "near_store", "weather")
 
-VIEWS = {
-    "customer_profile": PROFILE,
-    "customer_lifecycle": LIFECYCLE,
-    "customer_rfm": RFM,
-    "customer_engagement": ENGAGEMENT,
-    "customer_timing": TIMING,
-    "customer_pressure": PRESSURE,
-}
-CUSTOMER_FEATURES = tuple(f for cols in VIEWS.values() for f in cols)
+VIEW_NAMES = (
+    "customer_profile",
+    "customer_lifecycle",
+    "customer_rfm",
+    "customer_engagement",
+    "customer_timing",
+    "customer_pressure",
+)
+
+
+def action_pressure(actions: Sequence[str]) -> tuple[str, ...]:
+    """Days since the last send of each catalogue action (the cooldown features)."""
+    return tuple(f"days_since_action_{a}" for a in actions)
+
+
+def views(actions: Sequence[str]) -> dict[str, tuple[str, ...]]:
+    """Feature view -> its features, for a catalogue of ``actions`` (ids in catalogue order)."""
+    return dict(zip(VIEW_NAMES, (PROFILE, LIFECYCLE, RFM, ENGAGEMENT, TIMING,
+                                 (*CHANNEL_PRESSURE, *action_pressure(actions)))))
+
+
+def customer_features(actions: Sequence[str]) -> tuple[str, ...]:
+    """Every stored customer feature, in the feature service's order (the online vector's layout)."""
+    return tuple(f for cols in views(actions).values() for f in cols)

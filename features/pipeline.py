@@ -30,13 +30,13 @@ import numpy as np
 import pandas as pd
 
 from features.context import local_hour_weekday_codes
-from features.names import ACTIONS, ATTRIBUTES, CHANNELS, CUSTOMER_FEATURES, VIEWS
+from features.names import customer_features, views
+from nextbest.vocabulary import ATTRIBUTES, CHANNELS, EVENT_TYPES, RFM_SEGMENTS
 
 DAY_NS = 86_400 * 1_000_000_000
 NAN = np.float32("nan")
 ATTRIBUTE_CODE_MODULUS = 997
-# monthly RFM segment codes and the purchase counts (last 365 days) behind them
-RFM_SEGMENTS = ("never_bought", "lapsed", "occasional", "regular", "loyal")
+# purchase counts (last 365 days) behind the monthly RFM segments (codes: vocabulary.RFM_SEGMENTS)
 RFM_LOYAL_MIN_PURCHASES_365D = 12
 RFM_REGULAR_MIN_PURCHASES_365D = 4
 ENGAGEMENT_TYPES = ("message_opened", "message_clicked", "visit", "purchase")  # timing view
@@ -94,20 +94,18 @@ def _flag(df: pd.DataFrame, col: str, n: int) -> np.ndarray:
 
 
 class _Events:
-    """Events as arrays, sorted by (customer code, time)."""
+    """Events as arrays, sorted by (customer code, time); ``action`` indexes the catalogue's ``actions``."""
 
-    TYPES = (
-        "registration", "purchase", "visit", "cart_abandoned", "message_sent", "message_delivered",
-        "message_opened", "message_clicked", "message_converted", "unsubscribed",
-    )
+    TYPES = EVENT_TYPES
 
-    def __init__(self, events: pd.DataFrame, cust: _Customers):
+    def __init__(self, events: pd.DataFrame, cust: _Customers, actions: tuple[str, ...]):
+        self.actions = actions
         code = cust.index.get_indexer(events["customer_id"].astype(str)) if len(events) else np.zeros(0, np.int64)
         keep = code >= 0
         ts = _ts_ns(events["event_timestamp"]) if len(events) else np.zeros(0, np.int64)
         etype = _categorical(events, "event_type", self.TYPES)
         chan = _categorical(events, "channel", CHANNELS)
-        action = _categorical(events, "action_id", ACTIONS)
+        action = _categorical(events, "action_id", actions)
         amount = (
             pd.to_numeric(events["amount"], errors="coerce").fillna(0.0).to_numpy(np.float64)
             if "amount" in events and len(events)
@@ -220,18 +218,21 @@ def _days(t: np.ndarray, then: np.ndarray, valid: np.ndarray) -> np.ndarray:
 
 
 def _rfm_segment(n: np.ndarray, recency_days: np.ndarray, f365: np.ndarray, at_risk: int, lapsed: int) -> np.ndarray:
-    seg = np.full(len(n), 2.0)
+    """Segment code (index in ``RFM_SEGMENTS``), first match of: never bought, lapsed, loyal, regular, occasional."""
+    code = {name: float(i) for i, name in enumerate(RFM_SEGMENTS)}
+    seg = np.full(len(n), code["occasional"])
     recent = recency_days < at_risk
-    seg[recent & (f365 >= RFM_REGULAR_MIN_PURCHASES_365D)] = 3.0
-    seg[recent & (f365 >= RFM_LOYAL_MIN_PURCHASES_365D)] = 4.0
-    seg[recency_days >= lapsed] = 1.0
-    seg[n == 0] = 0.0
+    seg[recent & (f365 >= RFM_REGULAR_MIN_PURCHASES_365D)] = code["regular"]
+    seg[recent & (f365 >= RFM_LOYAL_MIN_PURCHASES_365D)] = code["loyal"]
+    seg[recency_days >= lapsed] = code["lapsed"]
+    seg[n == 0] = code["never_bought"]
     return seg
 
 
 def _chunk(cust: _Customers, ev: _Events, lo: int, hi: int, times: np.ndarray, settings) -> tuple:
-    """Feature matrix (float32, CUSTOMER_FEATURES order), customer codes and times of customers lo..hi."""
+    """Feature matrix (float32, ``names.customer_features`` order), customer codes and times of customers lo..hi."""
     fs = settings.features
+    feature_list = customer_features(ev.actions)
     nc = hi - lo
     reg = cust.reg[lo:hi]
     # snapshot rows: (customer, t) for every customer registered strictly before t
@@ -245,7 +246,7 @@ def _chunk(cust: _Customers, ev: _Events, lo: int, hi: int, times: np.ndarray, s
     n_rows = len(rc)
     out: dict[str, np.ndarray] = {}
     if n_rows == 0:
-        return np.zeros((0, len(CUSTOMER_FEATURES)), np.float32), rc + lo, rt
+        return np.zeros((0, len(feature_list)), np.float32), rc + lo, rt
 
     e0, e1 = np.searchsorted(ev.code, [lo, hi])
     code = ev.code[e0:e1] - lo
@@ -274,7 +275,7 @@ def _chunk(cust: _Customers, ev: _Events, lo: int, hi: int, times: np.ndarray, s
     r_m, r_mp = row_rank(m_now), row_rank(m_prev)
     r_m365, r_mp365 = row_rank(m_now - 365 * DAY_NS), row_rank(m_prev - 365 * DAY_NS)
 
-    nch, nact = len(CHANNELS), len(ACTIONS)
+    nch, nact = len(CHANNELS), len(ev.actions)
     is_t = {name: etype == ev.type_code(name) for name in ev.TYPES}
     has_ch = chan >= 0
 
@@ -383,7 +384,7 @@ def _chunk(cust: _Customers, ev: _Events, lo: int, hi: int, times: np.ndarray, s
     out["sent_30d_total"] = sent_30d_total
     sel = is_t["message_sent"] & (action >= 0)
     by_action = _Family(code[sel] * nact + action[sel], rank_ev[sel], ts[sel], M)
-    for k, a in enumerate(ACTIONS):
+    for k, a in enumerate(ev.actions):
         g = rc * nact + k
         pos = by_action.pos(g, r_t)
         sent_before = pos > by_action.start(g)
@@ -410,8 +411,8 @@ def _chunk(cust: _Customers, ev: _Events, lo: int, hi: int, times: np.ndarray, s
         out[f"weekday_share_{d}"] = shares[:, 24 + d]
     out["n_engagements"] = n_e
 
-    X = np.empty((n_rows, len(CUSTOMER_FEATURES)), np.float32)
-    for j, name in enumerate(CUSTOMER_FEATURES):
+    X = np.empty((n_rows, len(feature_list)), np.float32)
+    for j, name in enumerate(feature_list):
         X[:, j] = out.pop(name)
     assert not out, f"computed features missing from names.py: {sorted(out)}"
     return X, rc + lo, rt
@@ -433,13 +434,14 @@ def _chunks(cust: _Customers, ev: _Events, times: np.ndarray) -> list[tuple[int,
     return bounds or [(0, 0)]
 
 
-def _frames(X: np.ndarray, ids: np.ndarray, ts: np.ndarray, tz: np.ndarray) -> dict[str, pd.DataFrame]:
+def _frames(X: np.ndarray, ids: np.ndarray, ts: np.ndarray, tz: np.ndarray,
+            actions: tuple[str, ...]) -> dict[str, pd.DataFrame]:
     key = {
         "customer_id": ids,
         "event_timestamp": pd.DatetimeIndex(ts.astype("datetime64[ns]"), tz="UTC") if len(ts) else pd.DatetimeIndex([], tz="UTC"),
     }
     out, j = {}, 0
-    for view, feats in VIEWS.items():
+    for view, feats in views(actions).items():
         cols = dict(key)
         for f in feats:
             cols[f] = X[:, j]
@@ -464,7 +466,8 @@ def build_snapshots(
     before ``t``. Rows are ordered by time, then by the customers table.
     """
     cust = _Customers(customers)
-    ev = _Events(events, cust)
+    actions = tuple(settings.actions)
+    ev = _Events(events, cust, actions)
     if times is None:
         times = snapshot_times(customers, events, settings.features.cadence_days)
     times_ns = np.unique(np.array([_to_ns(t) for t in times], dtype=np.int64))
@@ -474,13 +477,13 @@ def build_snapshots(
         parts.append(_chunk(cust, ev, lo, hi, times_ns, settings))
         if progress:
             print(f"  snapshots: customers {hi}/{cust.n} (chunk {i + 1}/{len(chunks)})", file=sys.stderr)
-    X = np.concatenate([p[0] for p in parts]) if parts else np.zeros((0, len(CUSTOMER_FEATURES)), np.float32)
+    X = np.concatenate([p[0] for p in parts]) if parts else np.zeros((0, len(customer_features(actions))), np.float32)
     codes = np.concatenate([p[1] for p in parts]) if parts else np.zeros(0, np.int64)
     ts = np.concatenate([p[2] for p in parts]) if parts else np.zeros(0, np.int64)
     if len(ts):
         order = np.lexsort((codes, ts))
         X, codes, ts = X[order], codes[order], ts[order]
-    return _frames(X, cust.ids[codes], ts, cust.tz[codes])
+    return _frames(X, cust.ids[codes], ts, cust.tz[codes], actions)
 
 
 def snapshot_at(customers: pd.DataFrame, events: pd.DataFrame, t, settings) -> dict[str, pd.DataFrame]:
@@ -580,7 +583,8 @@ def build(settings, world_dir: Path | str | None = None, progress: bool = False)
         "first_snapshot": times[0].isoformat(),
         "data_end": end.isoformat(),
         "rows": int(rows),
-        "n_features": len(CUSTOMER_FEATURES),
+        "n_features": len(customer_features(tuple(settings.actions))),
+        "actions": list(settings.actions),
         "warnings": messages,
         "times": [t.isoformat() for t in times],
     }

@@ -32,13 +32,13 @@ import numpy as np
 import pandas as pd
 
 from features import pipeline
-from features.names import CONTEXT, CONTEXT_REQUEST, CUSTOMER_FEATURES, VIEWS
+from features.names import CONTEXT, CONTEXT_REQUEST, VIEW_NAMES, customer_features, views
+from nextbest.vocabulary import ENTITY_KEY
+from nextbest.vocabulary import TIMESTAMP_FIELD as TS
 
 if TYPE_CHECKING:  # feast is slow to import: only the functions that need it load it
     from feast import FeatureStore
 
-ENTITY_KEY = "customer_id"
-TS = "event_timestamp"
 LIVE_DB = "live_events.db"
 STATE_FILE = "online_state.json"
 
@@ -47,7 +47,10 @@ STATE_FILE = "online_state.json"
 
 
 def _defs():
-    from features import definitions
+    # feast's modules install warning filters of their own when first imported ("once" for every
+    # DeprecationWarning): import them inside catch_warnings so the process keeps its own filters
+    with warnings.catch_warnings():
+        from features import definitions
 
     return definitions
 
@@ -84,10 +87,63 @@ def get_store(settings) -> "FeatureStore":
         return FeatureStore(config=repo_config(settings))
 
 
+class CatalogueMismatch(RuntimeError):
+    """The feature tables or the online store were built for another action catalogue (or feature list)."""
+
+
+def _rebuild_hint(what: str, missing, extra) -> str:
+    parts = []
+    if missing:
+        parts.append(f"missing {', '.join(sorted(missing)[:5])}")
+    if extra:
+        parts.append(f"no longer configured {', '.join(sorted(extra)[:5])}")
+    return (f"{what} was built for another action catalogue ({'; '.join(parts) or 'another order'}): rebuild it with "
+            "`nextbest features build && nextbest features apply && nextbest features materialize`")
+
+
+def check_built_catalogue(settings) -> None:
+    """The feature tables under ``settings.features_dir`` hold the configured catalogue's features."""
+    built = pipeline.read_meta(settings.features_dir).get("actions")
+    if built is not None and list(built) != list(settings.actions):
+        raise CatalogueMismatch(_rebuild_hint(f"the feature tables in {settings.features_dir}",
+                                              set(settings.actions) - set(built), set(built) - set(settings.actions)))
+
+
+def check_registered_catalogue(settings, names: Sequence[str]) -> None:
+    """The registered feature service's stored features are the configured catalogue's."""
+    want = customer_features(tuple(settings.actions))
+    got = [f for f in names if f not in CONTEXT]
+    if list(got) != list(want):
+        raise CatalogueMismatch(_rebuild_hint(
+            f"the feature store in {settings.features_dir} (feature service {settings.features.feature_service!r})",
+            set(want) - set(got), set(got) - set(want)))
+
+
+def _write_cli_config(settings) -> Path:
+    """A feature_store.yaml beside the registry, so the Feast CLI can inspect it (`feast -c <dir> ...`)."""
+    import yaml
+
+    cfg = repo_config(settings)
+    fd = settings.features_dir
+    online = ({"type": "redis", "connection_string": cfg.online_store.connection_string}
+              if settings.online_store.kind == "redis" else {"type": "sqlite", "path": str(fd / "online_store.db")})
+    doc = {
+        "project": cfg.project, "provider": "local",
+        "registry": {"registry_type": "file", "path": str(fd / "registry.db"), "cache_ttl_seconds": 60},
+        "offline_store": {"type": "features.offline.SnapshotOfflineStore"},
+        "online_store": online, "entity_key_serialization_version": 3,
+    }
+    path = fd / "feature_store.yaml"
+    path.write_text("# written by `nextbest features apply`; lets the Feast CLI read this registry\n"
+                    + yaml.safe_dump(doc, sort_keys=False))
+    return path
+
+
 def apply(settings) -> dict:
     """Register the repository's objects (sources under ``settings.features_dir``); return a summary."""
+    check_built_catalogue(settings)
     d = _defs()
-    objs = d.feast_objects(settings.features_dir, settings.features.feature_service)
+    objs = d.feast_objects(settings.features_dir, settings.features.feature_service, tuple(settings.actions))
     pipeline.vector_placeholder(settings.features_dir)
     store = get_store(settings)
     with warnings.catch_warnings():
@@ -104,12 +160,13 @@ def apply(settings) -> dict:
             ]
         )
     names = feature_names(settings, store=store)
+    _write_cli_config(settings)
     return {
         "project": d.PROJECT,
         "registry": str(settings.features_dir / "registry.db"),
         "online_store": settings.online_store.kind,
         "feature_service": settings.features.feature_service,
-        "feature_views": [*VIEWS, d.VECTOR_VIEW],
+        "feature_views": [*VIEW_NAMES, d.VECTOR_VIEW],
         "on_demand_feature_views": [d.CONTEXT_VIEW],
         "n_features": len(names),
     }
@@ -201,12 +258,12 @@ def latest_snapshot(settings, names: Sequence[str] | None = None) -> tuple[np.nd
     """(customer ids, snapshot times ns, X float32 [n, F] in ``names`` order, timezones) of each customer's latest row."""
     import pyarrow.parquet as pq
 
-    names = list(names or CUSTOMER_FEATURES)
+    names = list(names or customer_features(tuple(settings.actions)))
     pos = {f: j for j, f in enumerate(names)}
     fd = settings.features_dir
     ids = ts = tz = X = None
     first_keys = None
-    for view, feats in VIEWS.items():
+    for view, feats in views(tuple(settings.actions)).items():
         path = fd / f"{view}.parquet"
         if not path.exists():
             raise FileNotFoundError(f"{path} is missing: run `nextbest features build` first")
@@ -273,7 +330,7 @@ def _check_vector_view(view, names: list[str], settings) -> None:
     want = d.feature_list_hash(tuple(names))
     got = view.tags.get(d.HASH_TAG)
     if got != want or view.tags.get(d.SERVICE_TAG) != settings.features.feature_service:
-        raise RuntimeError(
+        raise CatalogueMismatch(
             f"the registered {d.VECTOR_VIEW} view (service {view.tags.get(d.SERVICE_TAG)!r}, features {got}) does not "
             f"match feature service {settings.features.feature_service!r} (features {want}): run `nextbest features apply`"
         )
@@ -332,20 +389,22 @@ def materialize(settings, progress: bool = False, plain: bool = False, store: "F
             store.materialize(
                 start_date=lo - pd.Timedelta(seconds=1),
                 end_date=hi + pd.Timedelta(seconds=1),
-                feature_views=list(VIEWS),
+                feature_views=list(VIEW_NAMES),
                 disable_event_timestamp=False,
             )
         n = pq.read_table(path, columns=[ENTITY_KEY]).column(ENTITY_KEY).unique()
-        stats.update(customers=len(n), n_features=len(CUSTOMER_FEATURES))
+        stats.update(customers=len(n), n_features=len(customer_features(tuple(settings.actions))))
         _set_state(settings, plain_materialized=True, plain_at=datetime.now(timezone.utc).isoformat())
     else:
         names = customer_feature_names(settings, store)
+        check_registered_catalogue(settings, names)
         _check_vector_view(store.get_feature_view(_defs().VECTOR_VIEW), names, settings)
         ids, ts, X, tz = latest_snapshot(settings, names)
         t_read = time.perf_counter() - t0
         write_vectors(settings, store, ids, ts, X, tz, progress=progress)
         stats.update(customers=int(len(ids)), n_features=len(names), read_seconds=round(t_read, 2))
-        _set_state(settings, packed_materialized=True, packed_at=datetime.now(timezone.utc).isoformat())
+        _set_state(settings, packed_materialized=True, packed_at=datetime.now(timezone.utc).isoformat(),
+                   packed_layout=_defs().feature_list_hash(tuple(names)))
     t_write = time.perf_counter() - t0
     refreshed = _refresh_live(settings, store)
     stats.update(seconds=round(time.perf_counter() - t0, 2), write_seconds=round(t_write, 2), live_refreshed=refreshed)
@@ -354,6 +413,24 @@ def materialize(settings, progress: bool = False, plain: bool = False, store: "F
 
 
 # --------------------------------------------------------------------------- online reads
+
+
+def check_serving_layout(settings, store: "FeatureStore | None" = None):
+    """Refuse to serve features laid out for another catalogue: the registered feature service, the packed
+    view and the vectors last written must all be the configured catalogue's. Returns the packed view."""
+    d = _defs()
+    store = store or get_store(settings)
+    names = feature_names(settings, store)
+    check_registered_catalogue(settings, names)
+    view = store.get_feature_view(d.VECTOR_VIEW)
+    customer = [f for f in names if f not in CONTEXT]
+    _check_vector_view(view, customer, settings)
+    layout = _state(settings).get("packed_layout")
+    if layout is not None and layout != d.feature_list_hash(tuple(customer)):
+        raise CatalogueMismatch(
+            f"the online store in {settings.features_dir} holds vectors of another feature list (another "
+            "action catalogue): refill it with `nextbest features materialize`")
+    return view
 
 
 class OnlineFeatures:
@@ -375,8 +452,7 @@ class OnlineFeatures:
         self.customer_names = [f for f in self.names if f not in CONTEXT]
         self.context_names = [f for f in self.names if f in CONTEXT]
         self.n_customer = len(self.customer_names)
-        self.view = self.store.get_feature_view(d.VECTOR_VIEW)
-        _check_vector_view(self.view, self.customer_names, settings)
+        self.view = check_serving_layout(settings, self.store)
         self._provider = self.store._get_provider()
         self._field = d.VECTOR_FIELD
         self._index = {n: i for i, n in enumerate(self.names)}
@@ -591,7 +667,7 @@ def _write_snapshot(settings, store, snaps: dict[str, pd.DataFrame], names: list
     ids = prof[ENTITY_KEY].to_numpy(dtype=object)
     X = np.full((len(ids), len(names)), np.nan, np.float32)
     for view, df in snaps.items():
-        for f in VIEWS[view]:
+        for f in views(tuple(settings.actions))[view]:
             if f in names:
                 X[:, names.index(f)] = df[f].to_numpy(np.float32)
     # through the view's push source: Feast's real-time write path

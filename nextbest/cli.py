@@ -14,29 +14,55 @@ from typing import Optional
 import typer
 from rich.console import Console
 
-from features.cli import app as features_app
-
 app = typer.Typer(
     help="nextbest: next-best-action scoring for CRM journeys (which action, which channel, when - or nothing).",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
+features_app = typer.Typer(no_args_is_help=True, add_completion=False)
 app.add_typer(features_app, name="features", help="Build, register and materialise customer features (Feast).")
 console = Console()
 err = Console(stderr=True)
 
-ConfigDir = typer.Option(None, "--config-dir", help="Folder holding nextbest.yaml, actions.yaml, contact_policy.yaml")
+ConfigDir = typer.Option(None, "--config-dir", help="Folder holding nextbest.yaml, actions.yaml, contact_policy.yaml "
+                                                     "(default: configs/, or $NEXTBEST_CONFIG_DIR)")
 
 
 def settings_or_exit(config_dir: Optional[Path] = None):
-    """Load and validate the settings; print the offending key and exit 2 on a bad value."""
+    """Load and validate the settings once, at the entry point; print the offending key and exit 2 on a bad value."""
+    from nextbest.quiet import quiet_third_party
     from nextbest.settings import SettingsError, load_settings
 
+    quiet_third_party()
     try:
         return load_settings(config_dir)
     except SettingsError as e:
         err.print(f"[red]{e}[/red]")
         raise typer.Exit(2) from None
+
+
+def fail(message: object, code: int = 1):
+    """Print a user-facing error and exit (no traceback)."""
+    err.print(f"[red]{message}[/red]", highlight=False)
+    raise typer.Exit(code)
+
+
+def world_oracle(settings):
+    """The simulator's oracle when the data folder holds a simulated world (truth.parquet), else None."""
+    if not (settings.world_dir / "truth.parquet").exists():
+        return None
+    from simulator.oracle import Oracle
+
+    return Oracle.load(settings.world_dir)
+
+
+def _show(title: str, items: dict) -> None:
+    from rich.table import Table
+
+    t = Table(title=title, show_header=False, title_justify="left")
+    for k, v in items.items():
+        t.add_row(str(k), str(v))
+    console.print(t)
 
 
 @app.command()
@@ -96,11 +122,12 @@ def simulate(
     config_dir: Optional[Path] = ConfigDir,
 ):
     """Simulate a CRM world with known truth (customers, events, truth for the oracle)."""
-    from nextbest.simulator import simulate as run
+    from simulator.world import simulate as run
 
     s = settings_or_exit(config_dir)
     out = out or s.world_dir
     world = run(
+        s,
         customers=customers or s.world.customers,
         days=days or s.world.days,
         seed=s.world.seed if seed is None else seed,
@@ -121,7 +148,7 @@ def train(
     from training.train import train_all
 
     s = settings_or_exit(config_dir)
-    train_all(s, heads=models or None, use_tuned=tuned, progress=True)
+    train_all(s, heads=models or None, use_tuned=tuned, progress=True, oracle=world_oracle(s))
 
 
 @app.command()
@@ -169,10 +196,14 @@ def serve(
     config_dir: Optional[Path] = ConfigDir,
 ):
     """Serve POST /next_action and POST /feedback with BentoML (loads the @champion models once)."""
-    from serving.run import serve as run
+    from serving.run import CannotServe, PortInUse, serve as run
 
     s = settings_or_exit(config_dir)
-    raise typer.Exit(run(s, port=port))
+    try:
+        code = run(s, port=port)
+    except (PortInUse, CannotServe) as e:
+        fail(e)
+    raise typer.Exit(code)
 
 
 @app.command()
@@ -195,7 +226,7 @@ def report(
     config_dir: Optional[Path] = ConfigDir,
 ):
     """Write the marketers' HTML report (self-contained) and log it to MLflow."""
-    from training.report import write_report
+    from analysis.report import write_report
 
     s = settings_or_exit(config_dir)
     path = write_report(s, out=out)
@@ -205,7 +236,7 @@ def report(
 @app.command()
 def evaluate(config_dir: Optional[Path] = ConfigDir):
     """Value of the policy against the oracle, the calendar baseline, random and no action."""
-    from training.evaluate import evaluate as run
+    from analysis.evaluate import evaluate as run
 
     s = settings_or_exit(config_dir)
     run(s, progress=True)
@@ -222,6 +253,78 @@ def demo(
 
     s = settings_or_exit(config_dir)
     run_demo(s, customers=customers, serve_after=serve_after)
+
+
+# --------------------------------------------------------------------------- nextbest features ...
+
+
+@features_app.command("build")
+def features_build(
+    config_dir: Optional[Path] = ConfigDir,
+    world_dir: Optional[Path] = typer.Option(None, "--world-dir", help="input data (default: <data_dir>/world)"),
+    progress: bool = typer.Option(True, "--progress/--quiet"),
+) -> None:
+    """Compute the point-in-time feature snapshots from the world and write them as Parquet."""
+    from features import pipeline
+    from nextbest.contract import ContractError
+
+    s = settings_or_exit(config_dir)
+    try:
+        summary = pipeline.build(s, world_dir=world_dir, progress=progress)
+    except (ContractError, FileNotFoundError) as e:
+        fail(e)
+    _show("feature build", {
+        "customers": f"{summary['customers']:,}",
+        "events": f"{summary['events']:,}",
+        "snapshots": f"{summary['snapshots']} (every {s.features.cadence_days} days, last at {summary['data_end']})",
+        "rows per view": f"{summary['rows']:,}",
+        "features": summary["n_features"],
+        "written to": summary["features_dir"],
+        "seconds": summary["seconds"]["total"],
+    })
+
+
+@features_app.command("apply")
+def features_apply(config_dir: Optional[Path] = ConfigDir) -> None:
+    """Register the feature repository (entity, views, on-demand context, feature service) in Feast."""
+    from features import store
+
+    s = settings_or_exit(config_dir)
+    try:
+        summary = store.apply(s)
+    except store.CatalogueMismatch as e:
+        fail(e)
+    _show("feast apply", {
+        "registry": summary["registry"],
+        "online store": summary["online_store"],
+        "feature service": f"{summary['feature_service']} ({summary['n_features']} features)",
+        "feature views": ", ".join(summary["feature_views"]),
+        "on-demand views": ", ".join(summary["on_demand_feature_views"]),
+    })
+
+
+@features_app.command("materialize")
+def features_materialize(
+    config_dir: Optional[Path] = ConfigDir,
+    plain: bool = typer.Option(False, "--plain", help="Feast's standard materialize of the scalar views (slow baseline)"),
+    progress: bool = typer.Option(False, "--progress"),
+) -> None:
+    """Write every customer's latest features to the online store."""
+    from features import store
+
+    s = settings_or_exit(config_dir)
+    try:
+        stats = store.materialize(s, progress=progress, plain=plain)
+    except (FileNotFoundError, RuntimeError) as e:
+        fail(e)
+    _show(f"materialize ({stats['mode']})", {
+        "online store": stats["online_store"],
+        "customers": f"{stats['customers']:,}",
+        "features": stats["n_features"],
+        "seconds": stats["seconds"],
+        "customers / s": f"{stats['customers_per_second']:,}",
+        "real-time customers re-applied": stats["live_refreshed"],
+    })
 
 
 def main() -> None:  # pragma: no cover - console entry point

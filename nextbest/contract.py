@@ -15,29 +15,8 @@ from zoneinfo import available_timezones
 import numpy as np
 import pandas as pd
 
-from nextbest.settings import CHANNELS
+from nextbest.vocabulary import ATTRIBUTES, CHANNELS, EVENT_TYPES, MESSAGE_EVENTS
 
-EVENT_TYPES: tuple[str, ...] = (
-    "registration",
-    "purchase",
-    "visit",
-    "cart_abandoned",
-    "message_sent",
-    "message_delivered",
-    "message_opened",
-    "message_clicked",
-    "message_converted",
-    "unsubscribed",
-)
-MESSAGE_EVENTS: tuple[str, ...] = (
-    "message_sent",
-    "message_delivered",
-    "message_opened",
-    "message_clicked",
-    "message_converted",
-    "unsubscribed",
-)
-ATTRIBUTES: tuple[str, ...] = ("segment", "region", "company_size", "sector")
 
 
 @dataclass(frozen=True)

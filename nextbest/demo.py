@@ -36,10 +36,11 @@ def _world_is_current(settings: Settings, customers: int) -> bool:
 
 
 def run_demo(settings: Settings, customers: int | None = None, serve_after: bool = True) -> dict:
+    from analysis.report import write_report
     from features import pipeline, store
-    from nextbest.simulator import simulate
+    from nextbest.cli import world_oracle
     from serving.batch import score
-    from training.report import write_report
+    from simulator.world import simulate
     from training.train import train_all
 
     customers = customers or settings.world.customers
@@ -55,7 +56,7 @@ def run_demo(settings: Settings, customers: int | None = None, serve_after: bool
         if _world_is_current(settings, customers):
             console.print(f"world already simulated with these parameters: {settings.world_dir}")
         else:
-            simulate(customers=customers, days=settings.world.days, seed=settings.world.seed,
+            simulate(settings, customers=customers, days=settings.world.days, seed=settings.world.seed,
                      start=settings.world.start_date, out_dir=settings.world_dir, progress=True)
     with stage("2/6 build point-in-time features"):
         out["features"] = pipeline.build(settings, progress=True)
@@ -63,7 +64,7 @@ def run_demo(settings: Settings, customers: int | None = None, serve_after: bool
         store.apply(settings)
         out["materialize"] = store.materialize(settings, progress=True)
     with stage("4/6 train, track and gate the four models"):
-        out["train"] = train_all(settings, progress=True)
+        out["train"] = train_all(settings, progress=True, oracle=world_oracle(settings))
     with stage("5/6 score the whole base (batch, same policy as online)"):
         scores_path = settings.data_dir / "scores" / "latest.parquet"
         out["score"] = score(settings, as_of=None, out=scores_path, ids=None, progress=True)

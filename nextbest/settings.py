@@ -9,21 +9,23 @@ whose message names the file, the key and what is allowed.
 from __future__ import annotations
 
 import os
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 from typing import Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-CHANNELS: tuple[str, ...] = ("email", "sms", "push", "in_app", "print")
-STAGES: tuple[str, ...] = ("registered", "activating", "active", "at_risk", "lapsed")
+from nextbest.vocabulary import CHANNELS, DEFAULT_FEATURE_SERVICE, DRIVERS, NO_ACTION, STAGES
+
 ENV_PREFIX = "NEXTBEST__"
+MAX_CUSTOMERS_PER_REQUEST = 10_000  # the largest serving.max_customers_per_request one may configure
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG_DIR = PROJECT_ROOT / "configs"
 
-Channel = Literal["email", "sms", "push", "in_app", "print"]
-Stage = Literal["registered", "activating", "active", "at_risk", "lapsed"]
+Channel = Literal[CHANNELS]  # type: ignore[valid-type]
+Stage = Literal[STAGES]  # type: ignore[valid-type]
+Driver = Literal[DRIVERS]  # type: ignore[valid-type]
 
 
 class SettingsError(ValueError):
@@ -54,7 +56,7 @@ class World(_Strict):
 
 
 class Features(_Strict):
-    feature_service: str = Field("nba_v1", pattern=r"^[a-z][a-z0-9_]*$")
+    feature_service: str = Field(DEFAULT_FEATURE_SERVICE, pattern=r"^[a-z][a-z0-9_]*$")
     cadence_days: int = Field(7, ge=1, le=90)
     activation_window_days: int = Field(11, ge=1, le=90)
     at_risk_days: int = Field(45, ge=1)
@@ -110,18 +112,34 @@ class MLflow(_Strict):
 class Serving(_Strict):
     host: str = "127.0.0.1"
     port: int = Field(3000, ge=1, le=65535)
-    max_customers_per_request: int = Field(500, ge=1, le=10000)
+    max_customers_per_request: int = Field(500, ge=1, le=MAX_CUSTOMERS_PER_REQUEST)
     auth_token: str | None = None
     experiment: str = "nba-2025"
     control_share: float = Field(0.10, ge=0.0, lt=1.0)
     access_log: bool = False
+    clock: str = "system"  # or a fixed ISO-8601 instant, e.g. 2025-06-30T10:00:00+00:00 (tests, replays)
+
+    @field_validator("clock", mode="before")
+    @classmethod
+    def _clock(cls, v) -> str:
+        from nextbest.clock import parse_instant
+
+        if isinstance(v, datetime):  # YAML reads an unquoted timestamp as a datetime
+            v = v.isoformat()
+        v = str(v)
+        if v != "system":
+            try:
+                parse_instant(v)
+            except ValueError as e:
+                raise ValueError(f"use 'system' or an ISO-8601 instant with its offset ({e})") from None
+        return v
 
 
 class Action(_Strict):
     stages: tuple[Stage, ...]
     value: float = Field(ge=0)
     cost: dict[Channel, float]
-    driver: Literal["activation", "churn", "response"]
+    driver: Driver
     lift: float = Field(gt=0, le=1)
     cooldown_days: int = Field(ge=0)
     requires: Literal["churn_or_rfm_drop", "missing_email"] | None = None
@@ -191,12 +209,13 @@ class Settings(_Strict):
     actions: dict[str, Action]
     contact_policy: ContactPolicy
     root: Path = PROJECT_ROOT
+    config_dir: Path = DEFAULT_CONFIG_DIR  # the folder these settings were read from
 
     @field_validator("actions")
     @classmethod
     def _action_ids(cls, v: dict[str, Action]) -> dict[str, Action]:
-        if "no_action" in v:
-            raise ValueError("'no_action' is built in; do not list it in the catalogue")
+        if NO_ACTION in v:
+            raise ValueError(f"{NO_ACTION!r} is built in; do not list it in the catalogue")
         for name in v:
             if not name.replace("_", "").isalnum() or not name.islower():
                 raise ValueError(f"action id {name!r} must be lower_snake_case")
@@ -284,6 +303,7 @@ def load_settings(config_dir: Path | str | None = None, environ: dict[str, str] 
             data = _read_yaml(config_dir / fname)
             raw[section] = data.get(section, data)
     overridden = _apply_env(raw, environ)
+    raw["config_dir"] = config_dir.resolve()
     try:
         return Settings.model_validate(raw)
     except ValidationError as e:

@@ -14,9 +14,11 @@ from datetime import datetime, timezone
 import numpy as np
 import pandas as pd
 
-from features.names import CHANNELS, CUSTOMER_FEATURES
+from features.names import CONTEXT, customer_features
+from nextbest.clock import Clock
 from nextbest.settings import Settings
-from serving.history import FEEDBACK_EVENTS, ContactHistory
+from nextbest.vocabulary import CHANNELS, FEEDBACK_EVENTS
+from serving.history import ContactHistory
 from serving.policy import DecisionInputs, compile_policy, decide
 from serving.schemas import FeedbackRequest, NextActionRequest
 from serving.scoring import Scorer
@@ -49,8 +51,11 @@ class UnknownDecision(LookupError):
 
 class Engine:
     def __init__(self, settings: Settings, online=None, scorer: Scorer | None = None,
-                 history: ContactHistory | None = None):
+                 history: ContactHistory | None = None, clock: Clock | None = None):
+        from features.store import CatalogueMismatch
+
         self.settings = settings
+        self.clock = clock or Clock.from_setting(settings.serving.clock)
         self.policy = compile_policy(settings)
         self.online = online
         self.feature_error: str | None = None
@@ -59,10 +64,13 @@ class Engine:
                 from features.store import OnlineFeatures
 
                 self.online = OnlineFeatures(settings)
+            except CatalogueMismatch:
+                raise  # a configuration error: refuse to start rather than answer from the wrong layout
             except Exception as e:  # the service still answers, rules-only, flagged
                 self.feature_error = f"{type(e).__name__}: {e}"
                 log.error("online features unavailable, answering rules-only: %s", self.feature_error)
-        names = list(self.online.names) if self.online is not None else list(CUSTOMER_FEATURES)
+        names = list(self.online.names) if self.online is not None else [
+            *customer_features(tuple(settings.actions)), *CONTEXT]
         self.feature_index = {n: i for i, n in enumerate(names)}
         self.scorer = scorer if scorer is not None else Scorer.from_registry(settings, names)
         for head, why in self.scorer.unavailable.items():
@@ -74,7 +82,7 @@ class Engine:
     def _features(self, ids: list[str], cols: dict) -> tuple[np.ndarray, np.ndarray, list[str], bool]:
         ctx = {k: cols[k] for k in ("trigger_timestamp", "trigger_event", "trigger_channel", "near_store", "weather")}
         if any(v is None for v in ctx["trigger_timestamp"]):
-            now = datetime.now(timezone.utc)
+            now = self.clock.now()
             ctx["trigger_timestamp"] = [v or now for v in ctx["trigger_timestamp"]]
         if self.online is not None:
             try:
@@ -88,7 +96,7 @@ class Engine:
     def decide(self, req: NextActionRequest, now: datetime | None = None) -> list[dict]:
         cols = req.columns()
         ids = cols["customer_id"]
-        now = now or datetime.now(timezone.utc)
+        now = now or self.clock.now()
         X, found, tz, features_ok = self._features(ids, cols)
         decisions = decide_arrays(
             self.policy, self.scorer, self.feature_index, ids, X, found, tz, now,
@@ -127,7 +135,7 @@ class Engine:
         refreshed = False
         if self.online is not None:
             try:
-                self.online.push(events)
+                self.online.push(events, now=self.clock.now())
                 refreshed = True
             except Exception as e:
                 log.error("online feature refresh failed after feedback: %s", type(e).__name__)

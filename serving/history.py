@@ -16,15 +16,6 @@ from pathlib import Path
 
 import pandas as pd
 
-FEEDBACK_EVENTS = {
-    "sent": "message_sent",
-    "delivered": "message_delivered",
-    "opened": "message_opened",
-    "clicked": "message_clicked",
-    "converted": "message_converted",
-    "unsubscribed": "unsubscribed",
-}
-
 BATCH_SECONDS = 0.05
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS decisions (

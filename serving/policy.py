@@ -53,14 +53,9 @@ import numpy as np
 import pandas as pd
 
 from features.context import DAY_PART_OF_HOUR
-from features.names import CHANNELS, CONTEXT, DAY_PARTS, STAGES, TRIGGERS, WEATHER
-from nextbest.settings import STAGES as SETTINGS_STAGES
+from features.names import CONTEXT
 from nextbest.settings import Settings
-
-assert tuple(SETTINGS_STAGES) == tuple(STAGES), "stage codes must follow one order"
-
-NO_ACTION = "no_action"
-DRIVERS: tuple[str, ...] = ("response", "activation", "churn")
+from nextbest.vocabulary import CHANNELS, DAY_PARTS, DRIVERS, NO_ACTION, STAGES, TRIGGERS, WEATHER
 FALLBACKS: tuple[str, ...] = (
     "activation_model",
     "churn_model",

@@ -4,9 +4,9 @@
     :class:`NextActionRequest` -> :class:`NextActionResponse`: one decision
     per customer, in request order. Either ``customers`` (each with its own
     optional ``context``) or ``customer_ids`` plus one shared ``context``; at
-    most ``serving.max_customers_per_request`` customers (default 500).
-    Validate with ``NextActionRequest.model_validate(body, context={"max_customers": n})``
-    to apply the configured limit; without it the default applies.
+    most ``serving.max_customers_per_request`` customers (default 500; the
+    service applies the configured limit, the schema only the largest one
+    allowed, ``MAX_CUSTOMERS_PER_REQUEST``).
 
 ``POST /feedback``
     :class:`FeedbackRequest` -> :class:`FeedbackResponse`: what happened to a
@@ -19,7 +19,7 @@ for the rules below, the message itself).
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     AwareDatetime,
@@ -32,16 +32,13 @@ from pydantic import (
     model_validator,
 )
 
-from features.names import CHANNELS, STAGES, TRIGGERS, WEATHER
-from nextbest.settings import Serving
+from nextbest.settings import MAX_CUSTOMERS_PER_REQUEST, Channel, Stage
+from nextbest.vocabulary import FEEDBACK_EVENTS, NO_ACTION, TRIGGERS, WEATHER
 
-Channel = Literal[CHANNELS]  # type: ignore[valid-type]
-Stage = Literal[STAGES]  # type: ignore[valid-type]
 Trigger = Literal[TRIGGERS]  # type: ignore[valid-type]
 Weather = Literal[WEATHER]  # type: ignore[valid-type]
-FeedbackEvent = Literal["sent", "delivered", "opened", "clicked", "converted", "unsubscribed"]
+FeedbackEvent = Literal[tuple(FEEDBACK_EVENTS)]  # type: ignore[valid-type]
 
-DEFAULT_MAX_CUSTOMERS: int = Serving().max_customers_per_request
 CustomerId = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=128)]
 ISO_OFFSET_PATTERN = r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?[+-]\d\d:\d\d$"
 ACTION_ID_PATTERN = r"^[a-z][a-z0-9_]*$"
@@ -90,8 +87,6 @@ class CustomerItem(_Model):
 class NextActionRequest(_Model):
     """Decide for up to ``serving.max_customers_per_request`` customers (default 500)."""
 
-    max_customers: ClassVar[int] = DEFAULT_MAX_CUSTOMERS
-
     request_id: str | None = Field(
         None,
         min_length=1,
@@ -107,12 +102,12 @@ class NextActionRequest(_Model):
     def _size(cls, v: list | None, info: ValidationInfo) -> list | None:
         if v is None:
             return v
-        limit = (info.context or {}).get("max_customers", cls.max_customers)
         if not v:
             raise ValueError(f"{info.field_name}: give at least one customer")
-        if len(v) > limit:
+        if len(v) > MAX_CUSTOMERS_PER_REQUEST:
             raise ValueError(
-                f"{info.field_name}: at most {limit} customers per request (got {len(v)}); split the call"
+                f"{info.field_name}: at most {MAX_CUSTOMERS_PER_REQUEST} customers per request (got {len(v)}); "
+                "split the call"
             )
         return v
 
@@ -198,7 +193,7 @@ class CustomerDecision(BaseModel):
 
     @model_validator(mode="after")
     def _consistent(self) -> "CustomerDecision":
-        if (self.action == "no_action") != (self.channel is None):
+        if (self.action == NO_ACTION) != (self.channel is None):
             raise ValueError("channel: null exactly when action is no_action")
         if (self.channel is None) != (self.send_at is None):
             raise ValueError("send_at: null exactly when action is no_action")
@@ -227,7 +222,7 @@ class FeedbackRequest(_Model):
     @field_validator("action_id")
     @classmethod
     def _not_no_action(cls, v: str) -> str:
-        if v == "no_action":
+        if v == NO_ACTION:
             raise ValueError("action_id: no_action sends nothing, so it cannot have feedback")
         return v
 

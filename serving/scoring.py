@@ -11,11 +11,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from features.names import CHANNELS
-from training.models import MESSAGE_INPUTS, MESSAGE_STATS, message_inputs
+from features.message import MESSAGE_INPUTS, message_inputs, message_stat_features
+from nextbest.vocabulary import CHANNELS
 
 log = logging.getLogger("nextbest.serving")
-HEADS = ("activation", "churn", "channel", "send_time")
 
 
 @dataclass
@@ -56,7 +55,7 @@ class Scorer:
             self._cols[head] = np.array([index[f] for f in wanted], dtype=np.int64)
             if head == "channel":  # the message inputs this version was trained with, in its order
                 self._msg = np.array([MESSAGE_INPUTS.index(f) for f in m.head.features if f in MESSAGE_INPUTS])
-                stats = [f"{s}_{c}" for s in MESSAGE_STATS for c in CHANNELS]
+                stats = message_stat_features()
                 self._stat_cols = np.array([index[f] for f in stats])
                 self._stat_index = {f: i for i, f in enumerate(stats)}
 
@@ -65,9 +64,9 @@ class Scorer:
                       n_jobs: int = 1) -> "Scorer":
         """Champions from the registry. compile: "background" (serve at once, switch to compiled trees
         when ready), "now" (compile before returning) or "no"."""
-        from training.registry import load_champions
+        from nextbest.model_contract import load_champions
 
-        loaded, missing = load_champions(settings, HEADS)
+        loaded, missing = load_champions(settings)
         scorer = cls(list(feature_names), loaded, dict(missing), n_jobs=n_jobs)
         cache = settings.data_dir / "serving" / "compiled"
         if compile == "now":

@@ -1,23 +1,56 @@
 """A small but complete nextbest installation for tests: a simulated world plus
 hand-written scenario customers from the five case studies, features built and
-materialised, the four heads trained and registered, all under one folder."""
+materialised, the four heads trained and registered, all under one folder.
+
+Everything is pinned in time: the world starts on :data:`WORLD_START` and the
+service's clock is fixed shortly after the data's end (:func:`clock_after`),
+so no test depends on the day the suite runs.
+"""
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import yaml
 
-from nextbest.settings import Settings, load_settings
+from nextbest.clock import Clock
+from nextbest.settings import DEFAULT_CONFIG_DIR, Settings, load_settings
+from nextbest.vocabulary import CHANNELS as ALL
 
-ALL = ("email", "sms", "push", "in_app", "print")
+WORLD_START = date(2025, 3, 3)  # a Monday; test worlds never move with the calendar
+CLOCK_HOURS_AFTER_END = 9.5  # the service's fixed "now": this long after the world's last day (09:30 UTC)
 
 
-def settings_for(root: Path, **extra: str) -> Settings:
-    """Settings whose data, MLflow store and reports all live under `root`."""
+def clock_after(start: date, days: int) -> str:
+    """The fixed instant the test service decides at: the morning after the simulated period."""
+    end = datetime(start.year, start.month, start.day) + timedelta(days=days, hours=CLOCK_HOURS_AFTER_END)
+    return end.strftime("%Y-%m-%dT%H:%M:%S+00:00")
+
+
+def copy_configs(dest: Path, drop_actions=(), add_actions: dict | None = None, **nextbest: dict) -> Path:
+    """A copy of configs/ with actions removed or added (`add_actions`: id -> definition) and sections of
+    nextbest.yaml updated (e.g. serving={"max_customers_per_request": 1000}); returns the folder."""
+    shutil.copytree(DEFAULT_CONFIG_DIR, dest, dirs_exist_ok=True)
+    cat = yaml.safe_load((dest / "actions.yaml").read_text())
+    for a in drop_actions:
+        del cat["actions"][a]
+    cat["actions"].update(add_actions or {})
+    (dest / "actions.yaml").write_text(yaml.safe_dump(cat, sort_keys=False))
+    if nextbest:
+        main = yaml.safe_load((dest / "nextbest.yaml").read_text())
+        for section, values in nextbest.items():
+            main.setdefault(section, {}).update(values)
+        (dest / "nextbest.yaml").write_text(yaml.safe_dump(main, sort_keys=False))
+    return dest
+
+
+def settings_for(root: Path, config_dir: Path | None = None, **extra: str) -> Settings:
+    """Settings whose data, MLflow store and reports all live under `root` (configs/ unless `config_dir`)."""
     env = {
         "NEXTBEST__PATHS__DATA_DIR": str(root / "data"),
         "NEXTBEST__PATHS__MLRUNS_DIR": str(root / "mlruns"),
@@ -26,18 +59,27 @@ def settings_for(root: Path, **extra: str) -> Settings:
         "NEXTBEST__MLFLOW__ARTIFACT_ROOT": str(root / "mlruns" / "artifacts"),
         **extra,
     }
-    return load_settings(environ=env)
+    return load_settings(config_dir or DEFAULT_CONFIG_DIR, environ=env)
 
 
 def settings_env(s: Settings) -> dict[str, str]:
     """The same settings as environment variables, for a server started in a subprocess."""
     return {
+        "NEXTBEST_CONFIG_DIR": str(s.config_dir),
         "NEXTBEST__PATHS__DATA_DIR": str(s.data_dir),
         "NEXTBEST__PATHS__MLRUNS_DIR": str(s.path(s.paths.mlruns_dir)),
         "NEXTBEST__PATHS__REPORTS_DIR": str(s.path(s.paths.reports_dir)),
         "NEXTBEST__MLFLOW__TRACKING_URI": s.tracking_uri,
         "NEXTBEST__MLFLOW__ARTIFACT_ROOT": str(s.path(s.mlflow.artifact_root)),
+        "NEXTBEST__SERVING__CLOCK": s.serving.clock,
+        "NEXTBEST__TRAINING__MAX_ROWS": str(s.training.max_rows),
+        "NEXTBEST__WORLD__DAYS": str(s.world.days),
     }
+
+
+def now_of(s: Settings) -> datetime:
+    """The instant the installation's service decides at."""
+    return Clock.from_setting(s.serving.clock).now()
 
 
 @dataclass
@@ -109,13 +151,14 @@ def scenarios(end: pd.Timestamp) -> dict[str, Scenario]:
         [_event("S-email-only", d(200), "registration"),
          *[_event("S-email-only", d(150 - 10 * k), "purchase", amount=30.0) for k in range(14)]])
 
-    # fintech activation: registered, never bought, responds by SMS and ignores e-mail
-    hist = []
-    for k in range(3):  # older than the 30-day caps and the nudge cooldown
-        hist += _send("S-sms-responder", d(56 - 8 * k), "email", "welcome", f"c-e-{k}")
-        hist += _send("S-sms-responder", d(55 - 8 * k), "sms", "activation_nudge", f"c-s-{k}", opened=True, clicked=True)
-    s["sms_responder"] = Scenario(_customer("S-sms-responder", d(60), channels=("email", "sms")),
-                                  [_event("S-sms-responder", d(60), "registration"), *hist])
+    # fintech activation: a fresh registrant who never bought, ignored two e-mails and clicked the one SMS
+    # (past the welcome's 14-day tenure and the nudge's 10-day cooldown, one SMS of the two a month allowed,
+    # nothing in the last 7 days)
+    hist = [*_send("S-sms-responder", d(19), "email", "welcome", "c-e-1"),
+            *_send("S-sms-responder", d(16), "email", "welcome", "c-e-2"),
+            *_send("S-sms-responder", d(12), "sms", "activation_nudge", "c-s-1", opened=True, clicked=True)]
+    s["sms_responder"] = Scenario(_customer("S-sms-responder", d(20), channels=("email", "sms")),
+                                  [_event("S-sms-responder", d(20), "registration"), *hist])
 
     # coffee chain: context trigger (near a store at breakfast) for an app user
     s["context"] = Scenario(
@@ -126,16 +169,21 @@ def scenarios(end: pd.Timestamp) -> dict[str, Scenario]:
 
 
 def build_installation(root: Path, customers: int = 2500, days: int = 240, seed: int = 11,
-                       max_rows: int = 40000, train: bool = True, **extra: str) -> Settings:
-    """Simulate, add the scenario customers, build + apply + materialise features, train the heads."""
+                       max_rows: int = 40000, train: bool = True, config_dir: Path | None = None,
+                       start: date = WORLD_START, **extra: str) -> Settings:
+    """Simulate from `start`, add the scenario customers, build + apply + materialise features, train the heads.
+
+    The returned settings carry a fixed clock (:func:`clock_after`), as does a server started with
+    :func:`settings_env`."""
     from features import pipeline, store
     from nextbest.contract import write_world
-    from nextbest.simulator import simulate
+    from simulator.oracle import Oracle
+    from simulator.world import simulate
     from training.train import train_all
 
-    s = settings_for(root, NEXTBEST__TRAINING__MAX_ROWS=str(max_rows), NEXTBEST__WORLD__DAYS=str(days), **extra)
-    start = date.today() - timedelta(days=days)
-    world = simulate(customers=customers, days=days, seed=seed, start=start, out_dir=s.world_dir)
+    s = settings_for(root, config_dir, NEXTBEST__TRAINING__MAX_ROWS=str(max_rows), NEXTBEST__WORLD__DAYS=str(days),
+                     NEXTBEST__SERVING__CLOCK=clock_after(start, days), **extra)
+    world = simulate(s, customers=customers, days=days, seed=seed, start=start, out_dir=s.world_dir)
     end = pd.Timestamp(world.events["event_timestamp"].max()).tz_convert("UTC")
     sc = scenarios(end)
     cust = pd.concat([world.customers, pd.DataFrame([x.customer for x in sc.values()])], ignore_index=True)
@@ -147,5 +195,5 @@ def build_installation(root: Path, customers: int = 2500, days: int = 240, seed:
     store.apply(s)
     store.materialize(s)
     if train:
-        train_all(s)
+        train_all(s, oracle=Oracle.load(s.world_dir))
     return s

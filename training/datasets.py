@@ -9,15 +9,13 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from features.names import CUSTOMER_FEATURES
+from features.message import MESSAGE_INPUTS, message_inputs
+from features.names import CONTEXT
 from nextbest.settings import Settings
+from nextbest.vocabulary import HEADS
 from training import labels as L
 
-HEADS = ("activation", "churn", "channel", "send_time")
-def _extra_inputs() -> dict:
-    from training.models import MESSAGE_INPUTS
-
-    return {"channel": MESSAGE_INPUTS}
+EXTRA_INPUTS = {"channel": MESSAGE_INPUTS}  # per-row inputs a head reads besides the feature service's
 
 
 class SkipHead(Exception):
@@ -64,12 +62,12 @@ def load_sources(settings: Settings) -> Sources:
 
     customers, events = load_world(settings.world_dir)
     data_end = events["event_timestamp"].max()
-    names = [f for f in feature_names(settings) if f in CUSTOMER_FEATURES]
+    names = [f for f in feature_names(settings) if f not in CONTEXT]
     return Sources(customers, events, data_end, snapshot_times(settings), names)
 
 
 def model_inputs(head: str, feature_list: list[str]) -> list[str]:
-    return list(feature_list) + list(_extra_inputs().get(head, ()))
+    return list(feature_list) + list(EXTRA_INPUTS.get(head, ()))
 
 
 def _sample(df: pd.DataFrame, n: int, seed: int) -> pd.DataFrame:
@@ -142,8 +140,6 @@ def build_dataset(settings: Settings, head: str, src: Sources) -> Dataset:
         if not (src.events["event_type"] == "message_sent").any():
             raise SkipHead("channel: no message_sent events in the data, so no response labels "
                            "(a transactions-only log); serving falls back to channel base rates")
-        from training.models import MESSAGE_INPUTS, message_inputs
-
         frame = _with_features(settings, _sample(L.response_labels(src.events, src.customers, src.data_end), tr.max_rows, seed))
         cols = list(src.feature_list)
         extra = message_inputs(frame[cols].to_numpy(np.float32), {c: i for i, c in enumerate(cols)},

@@ -1,22 +1,19 @@
-"""LightGBM heads: fit, calibrate, predict and measure.
+"""LightGBM heads: fit, calibrate and measure.
 
-A trained head is a native `lightgbm.Booster` plus a small JSON-able
-contract (inputs, kind, calibration map) - what serving needs to load it
-without MLflow's pyfunc layer.
+A trained head is a :class:`nextbest.model_contract.Head`: a native booster,
+its inputs and a calibration map - what serving loads without MLflow's pyfunc layer.
 """
 
 from __future__ import annotations
-
-from dataclasses import dataclass
-from pathlib import Path
 
 import lightgbm as lgb
 import numpy as np
 from sklearn.isotonic import IsotonicRegression
 from sklearn.metrics import average_precision_score, log_loss, roc_auc_score
 
-KIND = {"activation": "binary", "churn": "binary", "channel": "binary", "send_time": "multiclass"}
-PRIMARY_METRIC = {"activation": "auc", "churn": "auc", "channel": "auc", "send_time": "top3_accuracy"}
+from nextbest.model_contract import Head
+from nextbest.vocabulary import HEAD_KIND as KIND
+from nextbest.vocabulary import HEAD_METRIC as PRIMARY_METRIC
 
 DEFAULT_PARAMS = {
     "learning_rate": 0.1,
@@ -33,69 +30,6 @@ DEFAULT_PARAMS = {
 HEAD_PARAMS = {"send_time": {"num_leaves": 15, "learning_rate": 0.1, "min_data_in_leaf": 300}}
 MAX_ROUNDS = {"send_time": 100}
 ROW_SHARE = {"send_time": 0.35}  # share of training.max_rows the head samples
-
-
-# The response head scores one (customer, channel, hour) per row: besides the customer's features it
-# reads the message's channel and local hour, and that channel's own engagement history gathered
-# from the customer's per-channel features. Training and serving both build these columns here.
-MESSAGE_STATS = ("sent", "open_rate", "click_rate", "consecutive_ignores", "days_since_response")
-MESSAGE_INPUTS = ("msg_channel_code", "msg_local_hour", *(f"msg_{m}" for m in MESSAGE_STATS))
-
-
-def message_inputs(X: np.ndarray, index: dict[str, int], channel_code: np.ndarray, hour: np.ndarray) -> np.ndarray:
-    """[n, len(MESSAGE_INPUTS)]: channel code, local hour, and the customer's stats on that channel."""
-    from features.names import CHANNELS
-
-    code = np.asarray(channel_code, dtype=np.int64)
-    out = np.empty((len(X), len(MESSAGE_INPUTS)), np.float32)
-    out[:, 0], out[:, 1] = code, hour
-    for k, m in enumerate(MESSAGE_STATS, start=2):
-        cols = np.array([index[f"{m}_{c}"] for c in CHANNELS])
-        out[:, k] = X[np.arange(len(X)), cols[code]]
-    return out
-
-
-@dataclass
-class Head:
-    name: str
-    booster: lgb.Booster
-    features: list[str]
-    calibration: dict | None  # {"x": [...], "y": [...]} isotonic map for binary heads
-    compiled: object = None  # a compiled forest (lleaves) with the same predictions, when available
-
-    def predict(self, X: np.ndarray, n_jobs: int = 1) -> np.ndarray:
-        c = self.compiled
-        n_jobs = n_jobs if len(X) >= 10_000 else 1  # threads only pay off on big batches
-        raw = c.predict(X, n_jobs=n_jobs) if c is not None else self.booster.predict(X, num_threads=n_jobs)
-        if self.calibration is not None:
-            return np.interp(raw, self.calibration["x"], self.calibration["y"])
-        return raw
-
-    def compile(self, cache: Path) -> bool:
-        """Compile the trees to native code (lleaves/LLVM), cached on disk; ~5x faster small-batch predictions.
-
-        Returns False (and keeps the booster) when the compiler is unavailable or disagrees with LightGBM.
-        """
-        try:
-            import lleaves
-        except ImportError:
-            return False
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        model_file = cache.with_suffix(".txt")
-        if not model_file.exists():
-            self.booster.save_model(str(model_file))
-        try:
-            compiled = lleaves.Model(model_file=str(model_file))
-            compiled.compile(cache=str(cache))
-        except Exception:
-            return False
-        probe = np.random.default_rng(0).normal(size=(64, self.booster.num_feature())).astype(np.float32)
-        probe[::7, ::3] = np.nan
-        same = np.allclose(np.asarray(compiled.predict(probe, n_jobs=1)).reshape(-1),
-                           np.asarray(self.booster.predict(probe, num_threads=1)).reshape(-1), atol=1e-6)
-        if same:
-            self.compiled = compiled
-        return same
 
 
 def lgb_params(head: str, params: dict | None, seed: int) -> dict:

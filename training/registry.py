@@ -1,89 +1,19 @@
-"""MLflow tracking and the model registry: champion / challenger aliases, the
-promotion gate, and loading champions as native boosters for serving."""
+"""The model registry's gate: champion / challenger aliases, promotion on the
+same held-out window, and the side-by-side table of versions. Loading models
+is the model contract's job (:mod:`nextbest.model_contract`)."""
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
-import yaml
 
+from nextbest.model_contract import Head, connect, load_version, model_name
 from nextbest.settings import Settings
-from training.models import KIND, PRIMARY_METRIC, Head, metrics
-
-CHAMPION, CHALLENGER = "champion", "challenger"
-
-
-def model_name(settings: Settings, head: str) -> str:
-    return f"{settings.mlflow.model_prefix}-{head}"
-
-
-def connect(settings: Settings):
-    """Point MLflow at the configured store (SQLite under mlruns/ by default); return the client."""
-    import mlflow
-    from mlflow import MlflowClient
-
-    settings.path(settings.paths.mlruns_dir).mkdir(parents=True, exist_ok=True)
-    mlflow.set_tracking_uri(settings.tracking_uri)
-    mlflow.set_registry_uri(settings.tracking_uri)
-    client = MlflowClient()
-    exp = client.get_experiment_by_name(settings.mlflow.experiment)
-    if exp is None:
-        root = settings.path(settings.mlflow.artifact_root)
-        root.mkdir(parents=True, exist_ok=True)
-        client.create_experiment(settings.mlflow.experiment, artifact_location=root.as_uri())
-    mlflow.set_experiment(settings.mlflow.experiment)
-    return client
-
-
-@dataclass
-class LoadedModel:
-    head: Head
-    version: str
-    contract: dict
-
-
-def _contract_of(local_dir: Path) -> dict:
-    meta = yaml.safe_load((local_dir / "MLmodel").read_text()).get("metadata") or {}
-    if "nextbest" not in meta:
-        raise ValueError(f"{local_dir}: model has no nextbest contract in its metadata")
-    return meta["nextbest"]
-
-
-def load_version(settings: Settings, head: str, ref: str) -> LoadedModel:
-    """Load `models:/<name>/<version>` or `models:/<name>@<alias>` as a native booster + contract."""
-    import lightgbm as lgb
-    import mlflow
-
-    connect(settings)
-    name = model_name(settings, head)
-    uri = f"models:/{name}@{ref}" if not str(ref).isdigit() else f"models:/{name}/{ref}"
-    local = Path(mlflow.artifacts.download_artifacts(uri))
-    contract = _contract_of(local)
-    booster = lgb.Booster(model_file=str(local / "model.lgb"))
-    from mlflow import MlflowClient
-
-    client = MlflowClient()
-    version = ref if str(ref).isdigit() else str(client.get_model_version_by_alias(name, ref).version)
-    return LoadedModel(Head(head, booster, contract["features"], contract.get("calibration")), str(version), contract)
-
-
-def load_champions(settings: Settings, heads=("activation", "churn", "channel", "send_time")) -> tuple[dict, dict]:
-    """{head: LoadedModel} for each head that has a @champion; {head: reason} for the others."""
-    from mlflow.exceptions import MlflowException
-
-    loaded, missing = {}, {}
-    for head in heads:
-        try:
-            loaded[head] = load_version(settings, head, CHAMPION)
-        except MlflowException as e:
-            missing[head] = f"no @champion for {model_name(settings, head)} ({str(e).splitlines()[0][:120]})"
-        except (OSError, ValueError) as e:
-            missing[head] = f"cannot load {model_name(settings, head)}@champion: {e}"
-    return loaded, missing
-
+from nextbest.vocabulary import CHAMPION, CHALLENGER, HEADS
+from nextbest.vocabulary import HEAD_METRIC as PRIMARY_METRIC
+from training.models import metrics
 
 @dataclass
 class PromotionResult:
@@ -161,7 +91,7 @@ def models_table(settings: Settings):
     table = Table(title="nextbest models")
     for col in ("model", "version", "aliases", "metric", "test", "baseline", "oracle", "created"):
         table.add_column(col, no_wrap=True)
-    for head in KIND:
+    for head in HEADS:
         name = model_name(settings, head)
         try:
             versions = client.search_model_versions(f"name='{name}'")

@@ -10,11 +10,13 @@ from dataclasses import dataclass, field
 import numpy as np
 from rich.console import Console
 
+from nextbest.model_contract import connect, model_name
 from nextbest.settings import Settings
+from nextbest.vocabulary import CHALLENGER, HEADS
 from training import baselines as B
 from training import models as M
-from training.datasets import HEADS, Dataset, SkipHead, build_dataset, load_sources
-from training.registry import CHALLENGER, connect, gate, model_name
+from training.datasets import Dataset, SkipHead, build_dataset, load_sources
+from training.registry import gate
 
 console = Console()
 
@@ -30,15 +32,6 @@ class HeadResult:
     baseline: dict = field(default_factory=dict)
     oracle: dict | None = None
     seconds: float = 0.0
-
-
-def load_oracle(settings: Settings):
-    """The simulator's oracle when the world was simulated (truth.parquet present), else None."""
-    if not (settings.world_dir / "truth.parquet").exists():
-        return None
-    from nextbest.simulator import Oracle
-
-    return Oracle.load(settings.world_dir)
 
 
 def tuned_params(settings: Settings, head: str) -> dict | None:
@@ -146,7 +139,10 @@ def train_head(settings: Settings, head: str, src, use_tuned: bool = True, oracl
                       {"name": base_name, **base}, orc, time.perf_counter() - t0)
 
 
-def train_all(settings: Settings, heads=None, use_tuned: bool = True, progress: bool = False) -> list[HeadResult]:
+def train_all(settings: Settings, heads=None, use_tuned: bool = True, progress: bool = False,
+              oracle=None) -> list[HeadResult]:
+    """Train, log and gate each head. ``oracle``: the true probabilities of a simulated world (an object with
+    the ``simulator.oracle.Oracle`` methods), to log each head's distance to the truth; None for real data."""
     heads = list(heads or HEADS)
     unknown = [h for h in heads if h not in HEADS]
     if unknown:
@@ -154,7 +150,6 @@ def train_all(settings: Settings, heads=None, use_tuned: bool = True, progress: 
     connect(settings)
     with console.status("reading data and features") if progress else _null():
         src = load_sources(settings)
-        oracle = load_oracle(settings)
     results = []
     for i, head in enumerate(heads, 1):
         with console.status(f"[{i}/{len(heads)}] training {head}") if progress else _null():

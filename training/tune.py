@@ -68,9 +68,10 @@ def tune(settings: Settings, head: str, trials: int, dataset=None):
     import mlflow
     import optuna
 
+    from nextbest.model_contract import connect
+    from nextbest.vocabulary import HEADS
     from training import models as M
-    from training.datasets import HEADS, SkipHead, build_dataset, load_sources
-    from training.registry import connect
+    from training.datasets import SkipHead, build_dataset, load_sources
 
     if head not in HEADS:
         raise SystemExit(f"unknown model {head!r}; choose from {', '.join(HEADS)}")

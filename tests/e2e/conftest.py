@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
@@ -16,30 +17,28 @@ from tests.support import settings_env
 
 ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "e2e-secret-token"
+BIN = Path(sys.executable).parent
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="session")
-def server(installation):
-    """`bentoml serve serving.service:NextBest` on a free port, with bearer-token auth on."""
-    port = _free_port()
-    env = {**os.environ, **settings_env(installation), "NEXTBEST__SERVING__AUTH_TOKEN": TOKEN,
-           "PYTHONPATH": str(ROOT), "BENTOML_DO_NOT_TRACK": "true"}
-    log = open(installation.data_dir / "server.log", "w")
-    bentoml = Path(sys.executable).with_name("bentoml")
-    proc = subprocess.Popen([str(bentoml), "serve", "serving.service:NextBest", "--host", "127.0.0.1",
-                             "--port", str(port)], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+@contextlib.contextmanager
+def running_server(cmd: list[str], env: dict, log_path: Path, port: int, token: str | None = None,
+                   ready_timeout: float = 120):
+    """Start `cmd` (a server on 127.0.0.1:`port`), wait for /readyz, yield an httpx client, stop it."""
+    log = open(log_path, "w")
+    proc = subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT), **env},
+                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     base = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 120
+    deadline = time.time() + ready_timeout
     try:
         while time.time() < deadline:
             if proc.poll() is not None:
-                raise RuntimeError(f"server exited with {proc.returncode}: {(installation.data_dir / 'server.log').read_text()[-3000:]}")
+                raise RuntimeError(f"server exited with {proc.returncode}: {log_path.read_text()[-3000:]}")
             try:
                 if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
                     break
@@ -47,13 +46,27 @@ def server(installation):
                 pass
             time.sleep(0.5)
         else:
-            raise RuntimeError("server did not become ready in 120 s")
-        with httpx.Client(base_url=base, headers={"authorization": f"Bearer {TOKEN}"}, timeout=30) as client:
+            raise RuntimeError(f"server did not become ready in {ready_timeout:.0f} s: {log_path.read_text()[-3000:]}")
+        headers = {"authorization": f"Bearer {token}"} if token else {}
+        with httpx.Client(base_url=base, headers=headers, timeout=60) as client:
             yield client
     finally:
-        proc.terminate()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, 15)  # the server and its workers
         try:
             proc.wait(timeout=20)
         except subprocess.TimeoutExpired:
-            proc.kill()
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, 9)
+            proc.wait()
         log.close()
+
+
+@pytest.fixture(scope="session")
+def server(installation):
+    """`bentoml serve serving.service:NextBest` on a free port, with bearer-token auth on."""
+    port = free_port()
+    env = {**settings_env(installation), "NEXTBEST__SERVING__AUTH_TOKEN": TOKEN}
+    cmd = [str(BIN / "bentoml"), "serve", "serving.service:NextBest", "--host", "127.0.0.1", "--port", str(port)]
+    with running_server(cmd, env, installation.data_dir / "server.log", port, token=TOKEN) as client:
+        yield client

@@ -16,10 +16,10 @@ from nextbest.settings import load_settings
 from tests.features.world import make_world
 
 
-def settings_for(data_dir: Path, **env: str):
+def settings_for(data_dir: Path, config_dir: Path | None = None, **env: str):
     environ = {"NEXTBEST__PATHS__DATA_DIR": str(data_dir)}
     environ.update({f"NEXTBEST__{k.upper()}": v for k, v in env.items()})
-    return load_settings(environ=environ)
+    return load_settings(config_dir, environ=environ)
 
 
 @pytest.fixture

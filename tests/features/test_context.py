@@ -6,7 +6,8 @@ import numpy as np
 import pandas as pd
 
 from features.context import DAY_PART_OF_HOUR, compute_context, context_from_inputs, local_hour_weekday
-from features.names import CHANNELS, CONTEXT, DAY_PARTS, TRIGGERS, WEATHER
+from features.names import CONTEXT
+from nextbest.vocabulary import CHANNELS, DAY_PARTS, TRIGGERS, WEATHER
 
 
 def test_local_hour_and_weekday_follow_the_customer_timezone():

@@ -10,16 +10,22 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from features.names import CONTEXT, CUSTOMER_FEATURES, TRIGGERS, VIEWS
+from features.names import CONTEXT, customer_features, views
 from nextbest.contract import write_world
+from nextbest.vocabulary import TRIGGERS
 from tests.features.conftest import settings_for
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
+def _stored(settings) -> list[str]:
+    """The stored customer features of the configured catalogue, in the feature service's order."""
+    return list(customer_features(tuple(settings.actions)))
+
+
 def _latest(settings) -> pd.DataFrame:
     wide = None
-    for view in VIEWS:
+    for view in views(tuple(settings.actions)):
         df = pd.read_parquet(settings.features_dir / f"{view}.parquet")
         df = df[df["event_timestamp"] == df["event_timestamp"].max()]
         wide = df if wide is None else wide.merge(df, on=["customer_id", "event_timestamp"])
@@ -31,9 +37,9 @@ def test_apply_registers_the_feature_service_in_order(built):
 
     s = built["settings"]
     names = store.feature_names(s)
-    assert names == [*CUSTOMER_FEATURES, *CONTEXT]  # timezone feeds the context view, not the models
+    assert names == [*_stored(s), *CONTEXT]  # timezone feeds the context view, not the models
     st = store.get_store(s)
-    assert {fv.name for fv in st.list_feature_views()} == {*VIEWS, "customer_vector"}
+    assert {fv.name for fv in st.list_feature_views()} == {*views(tuple(s.actions)), "customer_vector"}
     assert [o.name for o in st.list_on_demand_feature_views()] == ["request_context"]
     assert [fs.name for fs in st.list_feature_services()] == ["nba_v1"]
     times = store.snapshot_times(s)
@@ -68,8 +74,8 @@ def test_historical_features_keep_entity_order(built, tiny_world):
     for f in ("n_purchases", "stage_code", "days_since_last_purchase"):
         assert np.allclose(out[f].to_numpy(), ref[f].to_numpy(np.float32), equal_nan=True), f
     unknown = out[out["customer_id"] == "nobody"]
-    assert unknown[list(CUSTOMER_FEATURES)].isna().all(axis=None) and unknown["timezone"].isna().all()
-    assert out.iloc[np.flatnonzero(out["event_timestamp"] == pd.Timestamp("2020-01-01", tz="UTC"))][list(CUSTOMER_FEATURES)].isna().all(axis=None)
+    assert unknown[_stored(s)].isna().all(axis=None) and unknown["timezone"].isna().all()
+    assert out.iloc[np.flatnonzero(out["event_timestamp"] == pd.Timestamp("2020-01-01", tz="UTC"))][_stored(s)].isna().all(axis=None)
     # neutral request context: trigger at the row's own time, in the customer's timezone
     known = out[out["n_purchases"].notna()]
     tz = customers.set_index("customer_id").loc[known["customer_id"], "timezone"].to_numpy()
@@ -108,8 +114,8 @@ def test_online_read_matches_the_latest_snapshot(built):
     X, found, tz = of.read(ids)
     assert X.shape == (51, len(of.names)) and X.dtype == np.float32
     assert found[:50].all() and not found[50]
-    want = latest.loc[ids[:50], list(CUSTOMER_FEATURES)].to_numpy(np.float32)
-    cust = [of.index(f) for f in CUSTOMER_FEATURES]
+    want = latest.loc[ids[:50], _stored(s)].to_numpy(np.float32)
+    cust = [of.index(f) for f in _stored(s)]
     assert np.array_equal(X[:50][:, cust], want, equal_nan=True)
     assert np.isnan(X[50, cust]).all()
     assert tz[:50] == latest.loc[ids[:50], "timezone"].tolist() and tz[50] == "UTC"
@@ -192,9 +198,9 @@ def test_redis_online_store(tmp_path, tiny_world, redis_port):
     latest = _latest(s)
     ids = list(latest.index[:30]) + ["nobody"]
     X, found, _ = of.read(ids)
-    cust = [of.index(f) for f in CUSTOMER_FEATURES]
+    cust = [of.index(f) for f in _stored(s)]
     assert found[:30].all() and not found[30]
-    assert np.array_equal(X[:30][:, cust], latest.loc[ids[:30], list(CUSTOMER_FEATURES)].to_numpy(np.float32), equal_nan=True)
+    assert np.array_equal(X[:30][:, cust], latest.loc[ids[:30], _stored(s)].to_numpy(np.float32), equal_nan=True)
     n0 = X[0, of.index("n_purchases")]
     ev = pd.DataFrame({"customer_id": [ids[0]], "event_timestamp": [pd.Timestamp.now(tz="UTC")],
                        "event_type": ["purchase"], "amount": [12.0]})
@@ -205,7 +211,7 @@ def test_redis_online_store(tmp_path, tiny_world, redis_port):
 def test_cli_commands(tmp_path, tiny_world):
     from typer.testing import CliRunner
 
-    from features.cli import app
+    from nextbest.cli import app
 
     data = tmp_path / "data"
     s = settings_for(data)
@@ -213,34 +219,46 @@ def test_cli_commands(tmp_path, tiny_world):
     env = {"NEXTBEST__PATHS__DATA_DIR": str(data)}
     runner = CliRunner()
     for args in (["build", "--quiet"], ["apply"], ["materialize"]):
-        res = runner.invoke(app, [*args, "--config-dir", str(ROOT / "configs")], env=env)
+        res = runner.invoke(app, ["features", *args, "--config-dir", str(ROOT / "configs")], env=env)
         assert res.exit_code == 0, (args, res.output, res.exception)
     assert "customers" in res.output and "packed" in res.output
 
 
-def test_feast_cli_apply_from_the_repo_folder(tmp_path, built):
-    """`feast apply` run on features/ (with .feastignore) registers the same objects."""
+def test_feast_cli_reads_the_applied_registry(built):
+    """`nextbest features apply` leaves a feature_store.yaml beside the registry: the Feast CLI lists what it holds."""
     s = built["settings"]
-    yaml = (ROOT / "features" / "feature_store.yaml").read_text()
-    yaml = yaml.replace("../data/features/registry.db", str(tmp_path / "registry.db"))
-    yaml = yaml.replace("../data/features/online_store.db", str(tmp_path / "online.db"))
-    (tmp_path / "feature_store.yaml").write_text(yaml)
     feast = Path(sys.executable).parent / "feast"
-    env = {**os.environ, "NEXTBEST_FEATURES_DIR": str(s.features_dir)}
-    res = subprocess.run([str(feast), "-c", str(ROOT / "features"), "-f", str(tmp_path / "feature_store.yaml"), "apply"],
+    env = {**os.environ, "FEAST_USAGE": "False"}
+    res = subprocess.run([str(feast), "-c", str(s.features_dir), "feature-services", "list"],
                          capture_output=True, text=True, env=env, timeout=240)
     assert res.returncode == 0, res.stdout + res.stderr
-    assert "feature service nba_v1" in res.stdout and "on demand feature view request_context" in res.stdout
-    from feast import FeatureStore
-
-    fs = FeatureStore(fs_yaml_file=tmp_path / "feature_store.yaml", repo_path=str(ROOT / "features"))
-    src = fs.get_data_source("customer_rfm_source")
-    assert src.path == str(s.features_dir / "customer_rfm.parquet")
+    assert s.features.feature_service in res.stdout
+    res = subprocess.run([str(feast), "-c", str(s.features_dir), "feature-views", "list"],
+                         capture_output=True, text=True, env=env, timeout=240)
+    assert res.returncode == 0 and "customer_vector" in res.stdout and "customer_pressure" in res.stdout, res.stderr
 
 
-@pytest.mark.parametrize("module", ["features.cli", "features.pipeline", "features.store", "features.context"])
+def test_changed_catalogue_is_refused_with_a_rebuild_hint(tmp_path, built):
+    """Features built for one catalogue are never served or registered for another: a clear error says to rebuild."""
+    import shutil
+
+    from features import store
+    from tests.support import copy_configs
+
+    s = built["settings"]
+    data = tmp_path / "data"
+    shutil.copytree(s.data_dir, data)
+    configs = copy_configs(tmp_path / "configs", drop_actions=["win_back"])
+    fewer = settings_for(data, config_dir=configs)
+    assert "win_back" not in fewer.actions
+    with pytest.raises(store.CatalogueMismatch, match="win_back.*nextbest features build"):
+        store.OnlineFeatures(fewer)
+    with pytest.raises(store.CatalogueMismatch, match="nextbest features build"):
+        store.apply(fewer)
+
+
+@pytest.mark.parametrize("module", ["features.pipeline", "features.store", "features.context", "features.message"])
 def test_modules_import_without_work(module):
-    code = f"import time, sys; t=time.perf_counter(); import {module}; assert 'feast' not in sys.modules, 'feast imported'; print(time.perf_counter()-t)"
+    code = f"import sys; import {module}; assert 'feast' not in sys.modules, 'feast imported'"
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert res.returncode == 0, res.stderr
-    assert float(res.stdout) < 3.0

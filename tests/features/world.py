@@ -5,7 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from features.names import ACTIONS, CHANNELS
+from nextbest.vocabulary import CHANNELS
+
+# the default catalogue's action ids (configs/actions.yaml); a world may name any others
+DEFAULT_ACTIONS = (
+    "welcome", "activation_nudge", "activation_nudge_incentive", "second_use_nudge", "cross_sell",
+    "loyalty_reward", "satisfaction_survey", "anti_attrition_offer", "win_back", "contact_enrichment",
+)
 
 ZONES = ("Europe/Paris", "America/New_York", "Asia/Tokyo", "UTC", "Australia/Sydney")
 
@@ -17,6 +23,7 @@ def make_world(
     start: str = "2025-01-01",
     messages: bool = True,
     sends_per_day: float = 0.25,
+    actions: tuple[str, ...] = DEFAULT_ACTIONS,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(customers, events) frames with tz-aware UTC timestamps, purchases, visits and (optionally) messages."""
     rng = np.random.default_rng(seed)
@@ -57,7 +64,7 @@ def make_world(
     if messages:
         who, when = poisson_times(np.full(n_customers, sends_per_day), reg_s)
         ch = rng.choice(len(CHANNELS), len(who), p=[0.5, 0.2, 0.15, 0.1, 0.05])
-        act = rng.choice(ACTIONS, len(who))
+        act = rng.choice(actions, len(who))
         base = dict(channel=np.array(CHANNELS, dtype=object)[ch], action_id=act)
         parts.append(pd.DataFrame({"c": who, "s": when, "event_type": "message_sent", **base}))
         parts.append(pd.DataFrame({"c": who, "s": when + 5, "event_type": "message_delivered", **base}))

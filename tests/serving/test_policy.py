@@ -13,18 +13,20 @@ import pytest
 from pydantic import ValidationError
 
 from features.context import compute_context
-from features.names import ACTIONS, CHANNELS, CUSTOMER_FEATURES
+from features.names import customer_features
 from nextbest.settings import DEFAULT_CONFIG_DIR, load_settings
-from serving.policy import FALLBACKS, NO_ACTION, DecisionInputs, compile_policy, decide, send_times, stable_unit
+from nextbest.vocabulary import CHANNELS, NO_ACTION, STAGES
+from serving.policy import FALLBACKS, DecisionInputs, compile_policy, decide, send_times, stable_unit
 from serving.schemas import CustomerDecision, FeedbackRequest, NextActionRequest, NextActionResponse
 
-FI = {f: i for i, f in enumerate(CUSTOMER_FEATURES)}
+SETTINGS = load_settings(DEFAULT_CONFIG_DIR, environ={})  # the shipped configs/
+FI = {f: i for i, f in enumerate(customer_features(tuple(SETTINGS.actions)))}
 NOW = datetime(2025, 6, 3, 7, 17, tzinfo=timezone.utc)  # a Tuesday morning
 
 
 @pytest.fixture(scope="module")
 def settings():
-    return load_settings(DEFAULT_CONFIG_DIR, environ={})
+    return SETTINGS
 
 
 def with_control(settings, share: float):
@@ -40,7 +42,7 @@ def policy(settings):
 def customer(stage: str = "active", channels=CHANNELS, **features) -> dict:
     """One feature row: consented and reachable on `channels`, no contact history, nothing else known."""
     row = {
-        "stage_code": ["registered", "activating", "active", "at_risk", "lapsed"].index(stage),
+        "stage_code": STAGES.index(stage),
         "tenure_days": 200,
         "rfm_dropped": 0,
         "sent_7d_total": 0,
@@ -416,16 +418,18 @@ def test_records_and_frame_match_the_contract(settings):
     assert list(df["action"].astype(str)) == [r["action"] for r in recs]
     assert list(df["decision_id"]) == [r["decision_id"] for r in recs]
     assert df["reasons"].astype(str).iloc[0] == ";".join(codes(recs[0]))
-    assert set(df["action"].astype(str)) <= set(ACTIONS) | {NO_ACTION}
+    assert set(df["action"].astype(str)) <= set(SETTINGS.actions) | {NO_ACTION}
 
 
 def test_request_schema_names_the_field():
     body = {"request_id": "r", "customer_ids": ["a", "b"], "context": {"near_store": True}}
     ok = NextActionRequest.model_validate(body)
     assert [c for c, _ in ok.items()] == ["a", "b"] and ok.columns()["near_store"] == [True, True]
-    too_many = {"customer_ids": [f"c{i}" for i in range(11)]}
-    with pytest.raises(ValidationError, match="customer_ids: at most 10 customers"):
-        NextActionRequest.model_validate(too_many, context={"max_customers": 10})
+    from nextbest.settings import MAX_CUSTOMERS_PER_REQUEST
+
+    too_many = {"customer_ids": [f"c{i}" for i in range(MAX_CUSTOMERS_PER_REQUEST + 1)]}
+    with pytest.raises(ValidationError, match=f"customer_ids: at most {MAX_CUSTOMERS_PER_REQUEST} customers"):
+        NextActionRequest.model_validate(too_many)
     with pytest.raises(ValidationError, match="customers / customer_ids"):
         NextActionRequest.model_validate({})
     with pytest.raises(ValidationError, match="trigger_timestamp"):

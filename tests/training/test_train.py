@@ -8,7 +8,9 @@ import numpy as np
 import pytest
 import yaml
 
-from training.registry import CHALLENGER, CHAMPION, connect, load_version, model_name, promote
+from nextbest.model_contract import connect, load_version, model_name
+from nextbest.vocabulary import CHALLENGER, CHAMPION
+from training.registry import promote
 
 pytestmark = pytest.mark.slow
 HEADS = ("activation", "churn", "channel", "send_time")

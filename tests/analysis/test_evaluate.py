@@ -7,9 +7,9 @@ import json
 import pandas as pd
 import pytest
 
-from features.names import CHANNELS, STAGES
+from nextbest.vocabulary import CHANNELS, STAGES
 from nextbest.settings import DEFAULT_CONFIG_DIR, load_settings
-from training.evaluate import POLICIES, calendar_actions, evaluate
+from analysis.evaluate import POLICIES, calendar_actions, evaluate
 
 MAIN = ("nextbest", "calendar", "random", "no_action")
 
@@ -27,11 +27,11 @@ def settings_for(root):
 def world(tmp_path_factory):
     """A small simulated world with features built and registered, and no trained model (rule-based fallbacks)."""
     from features import pipeline, store
-    from nextbest.simulator import simulate
+    from simulator.world import simulate
 
     root = tmp_path_factory.mktemp("evaluate")
     s = settings_for(root)
-    simulate(customers=1500, days=120, seed=11, start="2025-01-06", out_dir=s.world_dir, settings=s)
+    simulate(s, customers=1500, days=120, seed=11, start="2025-01-06", out_dir=s.world_dir)
     pipeline.build(s)
     store.apply(s)
     return s, root

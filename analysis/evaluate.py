@@ -93,8 +93,8 @@ import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
-from features.names import CHANNELS, STAGES
 from nextbest.settings import Settings
+from nextbest.vocabulary import CHANNELS, HEADS, STAGES
 
 console = Console()
 
@@ -102,7 +102,6 @@ MAX_CUSTOMERS = 50_000
 ORACLE_ACTIVATION_DAYS = 30  # horizons of the g factor in Oracle.expected_value
 ORACLE_CHURN_DAYS = 60
 TARGETS = {"share_of_oracle": 0.97, "uplift_vs_calendar": 0.30}
-HEADS = ("activation", "churn", "channel", "send_time")
 POLICIES = ("oracle_argmax", "oracle", "nextbest", "calendar", "random", "no_action")
 LABELS = {
     "oracle_argmax": "oracle argmax",
@@ -184,7 +183,7 @@ def calendar_actions(settings: Settings) -> dict[str, str | None]:
     """Stage -> the calendar's action: among the catalogue actions of the stage without a tenure limit
     or a ``missing_email`` condition, the one the simulator's legacy calendar weights most
     (``LEGACY_WEIGHTS``; ties go to the first in catalogue order). None when the stage has none."""
-    from nextbest.simulator import LEGACY_WEIGHTS
+    from simulator.world import LEGACY_WEIGHTS
 
     out: dict[str, str | None] = {}
     for stage in STAGES:
@@ -361,8 +360,9 @@ def _customers(settings: Settings, as_of: pd.Timestamp, customers, seed: int,
 
 def champion_metrics(settings: Settings) -> dict[str, dict]:
     """Per head: the champion version and its training run's test / baseline / oracle metrics."""
-    from training.models import PRIMARY_METRIC
-    from training.registry import CHAMPION, connect, model_name
+    from nextbest.model_contract import connect, model_name
+    from nextbest.vocabulary import CHAMPION
+    from nextbest.vocabulary import HEAD_METRIC as PRIMARY_METRIC
 
     client = connect(settings)
     out: dict[str, dict] = {}
@@ -412,7 +412,7 @@ def evaluate(settings: Settings, progress: bool = False, as_of=None, customers=N
             "(run `nextbest simulate` or `make demo`)."
         )
     from features.store import feature_names, get_store, historical_features
-    from nextbest.simulator import Oracle
+    from simulator.oracle import Oracle
     from serving.engine import decide_arrays
     from serving.policy import (
         DecisionInputs,
@@ -760,7 +760,7 @@ def _decisions_frame(ids, stage, choices: dict[str, Choice], valued: dict[str, V
 def _log_mlflow(settings: Settings, doc: dict, paths: dict) -> str:
     import mlflow
 
-    from training.registry import connect
+    from nextbest.model_contract import connect
 
     connect(settings)
     with mlflow.start_run(run_name=f"evaluate-{time.strftime('%Y%m%d-%H%M%S')}") as run:

@@ -54,15 +54,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from nextbest.settings import CHANNELS, STAGES, Settings
+from nextbest.settings import Settings
+from nextbest.vocabulary import CHANNELS, HEADS, RFM_SEGMENTS, STAGES
+from nextbest.vocabulary import HEAD_METRIC as PRIMARY
 
 log = logging.getLogger(__name__)
 
-HEADS = ("activation", "churn", "channel", "send_time")
-PRIMARY = {"activation": "auc", "churn": "auc", "channel": "auc", "send_time": "top3_accuracy"}
 MOVEMENT_DAYS = 30  # "movement" compares the latest snapshot with the one closest to a month earlier
 UPLIFT_DAYS = 7  # a target converts when the customer buys within this many days of the planned send
-RFM_SEGMENTS = ("never bought", "lapsed", "occasional", "regular", "loyal")  # code = index
 CHANNEL_LABEL = {"email": "E-mail", "sms": "SMS", "push": "Push", "in_app": "In-app", "print": "Print"}
 CHANNEL_COLOR = {"email": "#2563eb", "sms": "#059669", "push": "#d97706", "in_app": "#7c3aed", "print": "#6b7280"}
 STAGE_COLOR = {"registered": "#93c5fd", "activating": "#60a5fa", "active": "#059669", "at_risk": "#f59e0b",
@@ -142,7 +141,7 @@ def write_report(settings: Settings, out: Path | None = None) -> Path:
 def _log_to_mlflow(settings: Settings, path: Path, ctx: "_Context", sections: list, seconds: float) -> str:
     import mlflow
 
-    from training.registry import connect
+    from nextbest.model_contract import connect
 
     connect(settings)
     stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
@@ -518,6 +517,11 @@ def _cap(text: str) -> str:
     return text[:1].upper() + text[1:]
 
 
+def _rfm_label(segment: str) -> str:
+    """An RFM segment name of the vocabulary as marketers read it: never_bought -> Never bought."""
+    return segment.replace("_", " ").capitalize()
+
+
 def _stage_labels(settings: Settings) -> dict[str, str]:
     f = settings.features
     return {
@@ -640,21 +644,23 @@ def _section_base(ctx: _Context, sec: _Section) -> None:
 
     # RFM segments
     rfm = ctx.latest("customer_rfm", ["rfm_segment", "rfm_segment_prev", "rfm_dropped"])
-    rs = rfm["rfm_segment"].dropna().astype(int).clip(0, 4)
-    rp = rfm["rfm_segment_prev"].dropna().astype(int).clip(0, 4)
+    top = len(RFM_SEGMENTS) - 1
+    rs = rfm["rfm_segment"].dropna().astype(int).clip(0, top)
+    rp = rfm["rfm_segment_prev"].dropna().astype(int).clip(0, top)
     dropped = rfm[rfm["rfm_dropped"] == 1]
     n_drop = len(dropped)
     ctx.facts["rfm_dropped"] = n_drop
     month = latest.tz_convert("UTC").replace(day=1, hour=0, minute=0, second=0, microsecond=0, nanosecond=0)
     seg_tab = pd.DataFrame({
-        "this month": rs.value_counts().reindex(range(5), fill_value=0).to_numpy(),
-        "last month": rp.value_counts().reindex(range(5), fill_value=0).to_numpy(),
-    }, index=pd.Index([x.capitalize() for x in RFM_SEGMENTS], name="RFM segment"))
+        "this month": rs.value_counts().reindex(range(top + 1), fill_value=0).to_numpy(),
+        "last month": rp.value_counts().reindex(range(top + 1), fill_value=0).to_numpy(),
+    }, index=pd.Index([_rfm_label(x) for x in RFM_SEGMENTS], name="RFM segment"))
     seg_tab["change"] = [_signed(v) for v in seg_tab["this month"] - seg_tab["last month"]]
     moves = ""
     if n_drop:
-        pairs = (dropped["rfm_segment_prev"].astype(int).map(lambda i: RFM_SEGMENTS[i]) + " → "
-                 + dropped["rfm_segment"].astype(int).map(lambda i: RFM_SEGMENTS[i])).value_counts().head(3)
+        label = lambda i: _rfm_label(RFM_SEGMENTS[i]).lower()  # noqa: E731
+        pairs = (dropped["rfm_segment_prev"].astype(int).map(label) + " → "
+                 + dropped["rfm_segment"].astype(int).map(label)).value_counts().head(3)
         moves = " Most common drops: " + ", ".join(f"{k} ({v:,})" for k, v in pairs.items()) + "."
     sec.add(
         '<div class="two">',
@@ -827,7 +833,7 @@ def _section_models(ctx: _Context, sec: _Section) -> None:
 
     from mlflow import MlflowClient
 
-    from training.registry import connect, model_name
+    from nextbest.model_contract import connect, model_name
 
     s = ctx.settings
     connect(s)

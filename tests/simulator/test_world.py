@@ -9,18 +9,21 @@ import pandas as pd
 import pytest
 
 from nextbest.contract import load_world, validate_tables
-from nextbest.settings import CHANNELS, load_settings
-from nextbest.simulator import Oracle, World, simulate
+from nextbest.settings import DEFAULT_CONFIG_DIR, load_settings
+from nextbest.vocabulary import CHANNELS
+from simulator.oracle import Oracle
+from simulator.world import World, simulate
 
 START = date(2025, 1, 1)
 DAYS = 365
 T_START = pd.Timestamp(START, tz="UTC")
 T_END = T_START + pd.Timedelta(days=DAYS)
+SETTINGS = load_settings(DEFAULT_CONFIG_DIR, environ={})
 
 
 @pytest.fixture(scope="module")
 def world() -> World:
-    return simulate(customers=4000, days=DAYS, seed=11, start=START)
+    return simulate(SETTINGS, customers=4000, days=DAYS, seed=11, start=START)
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +33,7 @@ def oracle(world: World) -> Oracle:
 
 @pytest.fixture(scope="module")
 def catalogue():
-    return load_settings().actions
+    return SETTINGS.actions
 
 
 def _local_hours(events: pd.DataFrame, customers: pd.DataFrame) -> np.ndarray:
@@ -49,9 +52,9 @@ def _purchases(world: World) -> pd.DataFrame:
 
 # --- determinism -------------------------------------------------------------------
 def test_same_seed_same_world_and_other_seed_differs():
-    a = simulate(1500, 120, seed=5, start=START)
-    b = simulate(1500, 120, seed=5, start=START)
-    c = simulate(1500, 120, seed=6, start=START)
+    a = simulate(SETTINGS, 1500, 120, seed=5, start=START)
+    b = simulate(SETTINGS, 1500, 120, seed=5, start=START)
+    c = simulate(SETTINGS, 1500, 120, seed=6, start=START)
     for name in ("customers", "events", "truth", "targets"):
         pd.testing.assert_frame_equal(getattr(a, name), getattr(b, name))
     assert len(a.events) != len(c.events) or not a.events["event_timestamp"].equals(c.events["event_timestamp"])
@@ -63,7 +66,7 @@ def test_tables_pass_the_contract_and_round_trip(world: World, tmp_path):
     _, _, violations = validate_tables(world.customers, world.events)
     assert violations == [], [v.describe() for v in violations]
 
-    small = simulate(800, 60, seed=2, start=START, out_dir=tmp_path)
+    small = simulate(SETTINGS, 800, 60, seed=2, start=START, out_dir=tmp_path)
     for f in ("customers.parquet", "events.parquet", "truth.parquet", "world.json", "targets.parquet"):
         assert (tmp_path / f).exists(), f
     customers, events = load_world(tmp_path)

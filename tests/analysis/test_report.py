@@ -49,7 +49,7 @@ def _fast_training() -> dict[str, str]:
 @pytest.fixture(scope="module")
 def demo(installation):
     """The report of the session's simulated installation (the report runs the batch scoring it needs)."""
-    from training.report import write_report
+    from analysis.report import write_report
 
     t0 = time.perf_counter()
     path = write_report(installation)
@@ -62,7 +62,7 @@ def transactions_only(tmp_path_factory, cdnow_path):
     """The CDNOW purchase log: no messages, no consent; the report scores the base itself (no scores yet)."""
     from features import pipeline, store
     from nextbest.importer import import_transactions
-    from training.report import write_report
+    from analysis.report import write_report
     from training.train import train_all
 
     root = tmp_path_factory.mktemp("report-cdnow")
@@ -84,7 +84,7 @@ def _chart_titles(page: str) -> list[str]:
 
 
 def test_feature_names_read_as_words():
-    from training.report import action_text, feature_text
+    from analysis.report import action_text, feature_text
 
     assert feature_text("click_rate_sms") == "SMS click rate"
     assert feature_text("days_since_last_purchase") == "days since last purchase"
@@ -147,7 +147,7 @@ def test_report_is_logged_to_mlflow(demo):
     import mlflow
     from mlflow import MlflowClient
 
-    from training.registry import connect
+    from nextbest.model_contract import connect
 
     connect(demo.settings)
     runs = mlflow.search_runs(experiment_names=[demo.settings.mlflow.experiment],

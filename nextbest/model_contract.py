@@ -1,0 +1,134 @@
+"""The model contract: what a registered model carries and how it is loaded.
+
+A trained head is a native ``lightgbm.Booster`` plus a small JSON-able
+contract (inputs, kind, label definition, horizon, calibration map, feature
+service) stored in the MLflow model's metadata. Training writes it; serving,
+batch scoring and the analysis load ``@champion`` (or any version) from the
+registry here, as native boosters, without MLflow's pyfunc layer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from nextbest.settings import Settings
+from nextbest.vocabulary import CHAMPION, HEADS
+
+
+@dataclass
+class Head:
+    """A booster, its input list (in order) and, for binary heads, an isotonic calibration map."""
+
+    name: str
+    booster: object  # lightgbm.Booster
+    features: list[str]
+    calibration: dict | None  # {"x": [...], "y": [...]} isotonic map for binary heads
+    compiled: object = None  # a compiled forest (lleaves) with the same predictions, when available
+
+    def predict(self, X: np.ndarray, n_jobs: int = 1) -> np.ndarray:
+        c = self.compiled
+        n_jobs = n_jobs if len(X) >= 10_000 else 1  # threads only pay off on big batches
+        raw = c.predict(X, n_jobs=n_jobs) if c is not None else self.booster.predict(X, num_threads=n_jobs)
+        if self.calibration is not None:
+            return np.interp(raw, self.calibration["x"], self.calibration["y"])
+        return raw
+
+    def compile(self, cache: Path) -> bool:
+        """Compile the trees to native code (lleaves/LLVM), cached on disk; ~5x faster small-batch predictions.
+
+        Returns False (and keeps the booster) when the compiler is unavailable or disagrees with LightGBM.
+        """
+        try:
+            import lleaves
+        except ImportError:
+            return False
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        model_file = cache.with_suffix(".txt")
+        if not model_file.exists():
+            self.booster.save_model(str(model_file))
+        try:
+            compiled = lleaves.Model(model_file=str(model_file))
+            compiled.compile(cache=str(cache))
+        except Exception:
+            return False
+        probe = np.random.default_rng(0).normal(size=(64, self.booster.num_feature())).astype(np.float32)
+        probe[::7, ::3] = np.nan
+        same = np.allclose(np.asarray(compiled.predict(probe, n_jobs=1)).reshape(-1),
+                           np.asarray(self.booster.predict(probe, num_threads=1)).reshape(-1), atol=1e-6)
+        if same:
+            self.compiled = compiled
+        return same
+
+
+@dataclass
+class LoadedModel:
+    head: Head
+    version: str
+    contract: dict
+
+
+def model_name(settings: Settings, head: str) -> str:
+    """The registered model name of a head: ``<mlflow.model_prefix>-<head>``."""
+    return f"{settings.mlflow.model_prefix}-{head}"
+
+
+def connect(settings: Settings):
+    """Point MLflow at the configured store (SQLite under mlruns/ by default); return the client."""
+    import mlflow
+    from mlflow import MlflowClient
+
+    settings.path(settings.paths.mlruns_dir).mkdir(parents=True, exist_ok=True)
+    mlflow.set_tracking_uri(settings.tracking_uri)
+    mlflow.set_registry_uri(settings.tracking_uri)
+    client = MlflowClient()
+    exp = client.get_experiment_by_name(settings.mlflow.experiment)
+    if exp is None:
+        root = settings.path(settings.mlflow.artifact_root)
+        root.mkdir(parents=True, exist_ok=True)
+        client.create_experiment(settings.mlflow.experiment, artifact_location=root.as_uri())
+    mlflow.set_experiment(settings.mlflow.experiment)
+    return client
+
+
+def _contract_of(local_dir: Path) -> dict:
+    import yaml
+
+    meta = yaml.safe_load((local_dir / "MLmodel").read_text()).get("metadata") or {}
+    if "nextbest" not in meta:
+        raise ValueError(f"{local_dir}: model has no nextbest contract in its metadata")
+    return meta["nextbest"]
+
+
+def load_version(settings: Settings, head: str, ref: str) -> LoadedModel:
+    """Load `models:/<name>/<version>` or `models:/<name>@<alias>` as a native booster + contract."""
+    import lightgbm as lgb
+    import mlflow
+    from mlflow import MlflowClient
+
+    connect(settings)
+    name = model_name(settings, head)
+    uri = f"models:/{name}@{ref}" if not str(ref).isdigit() else f"models:/{name}/{ref}"
+    local = Path(mlflow.artifacts.download_artifacts(uri))
+    contract = _contract_of(local)
+    booster = lgb.Booster(model_file=str(local / "model.lgb"))
+    version = ref if str(ref).isdigit() else str(MlflowClient().get_model_version_by_alias(name, ref).version)
+    return LoadedModel(Head(head, booster, contract["features"], contract.get("calibration")), str(version), contract)
+
+
+def load_champions(settings: Settings, heads: Sequence[str] = HEADS) -> tuple[dict, dict]:
+    """{head: LoadedModel} for each head that has a @champion; {head: reason} for the others."""
+    from mlflow.exceptions import MlflowException
+
+    loaded, missing = {}, {}
+    for head in heads:
+        try:
+            loaded[head] = load_version(settings, head, CHAMPION)
+        except MlflowException as e:
+            missing[head] = f"no @{CHAMPION} for {model_name(settings, head)} ({str(e).splitlines()[0][:120]})"
+        except (OSError, ValueError) as e:
+            missing[head] = f"cannot load {model_name(settings, head)}@{CHAMPION}: {e}"
+    return loaded, missing
