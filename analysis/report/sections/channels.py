@@ -85,7 +85,7 @@ def _click_heatmap(ctx: _Context, eng: pd.DataFrame, rfm: pd.DataFrame) -> str:
     if len(set(best)) == 1:
         title = f"{best[0]} draws the most clicks in every segment"
     else:
-        common = max(set(best), key=best.count)
+        common = max(dict.fromkeys(best), key=best.count)  # ties: the first in segment order
         others = sorted({(b, n) for b, n in zip(best, names) if b != common}, key=lambda x: x[1])
         title = (f"{common} draws the most clicks in most segments; "
                  + ", ".join(f"{n.lower()} customers respond best to {b}" for b, n in others))
