@@ -1,4 +1,12 @@
-"""The oracle: the true probabilities behind a simulated world."""
+"""The oracle: the true probabilities behind a simulated world, and the true effect of any option.
+
+:meth:`Oracle.incremental_value` is the causal truth the policies are judged
+by: the expected objective of a customer if the option (action, channel,
+local hour) is sent at ``as_of`` minus the same without any message, in
+currency, net of the incentive and the send's cost. It is computed in closed
+form from the world's hidden state with the same formulas the simulator
+draws from (``simulator/formulas.py``, ``simulator/effects.py``).
+"""
 
 from __future__ import annotations
 
@@ -9,7 +17,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from nextbest.vocabulary import CHANNELS
+from nextbest.vocabulary import CHANNELS, NO_ACTION
+from simulator import effects as FX
 from simulator.formulas import (
     HABIT_DROPOUT_MULTIPLIER,
     hour_distribution,
@@ -17,7 +26,14 @@ from simulator.formulas import (
     p_first_purchase,
     p_no_purchase,
     p_second_in_window,
+    purchases_after_habit,
+    purchases_alive,
+    purchases_in_window,
+    purchases_never_bought,
 )
+
+P_DELIVER = np.array([0.96, 0.97, 0.93, 1.0, 0.98])  # the world's delivery rates (simulator/world.py)
+SEEN_MULT = np.array([4.0, 5.0, 3.0, 2.5, 3.0])  # messages seen per click (simulator/world.py)
 
 CH = {c: i for i, c in enumerate(CHANNELS)}
 
@@ -54,7 +70,7 @@ class Oracle:
     """
 
     def __init__(self, truth: pd.DataFrame, customers: pd.DataFrame, events: pd.DataFrame,
-                 window_days: float = 11.0):
+                 window_days: float = 11.0, lives: pd.DataFrame | None = None):
         self.window = float(window_days)
         self.index = pd.Index(truth["customer_id"].astype(str).to_numpy())
         n = len(self.index)
@@ -68,6 +84,13 @@ class Oracle:
         self.pref = col("preferred_hour")
         self.kappa = col("hour_concentration")
         self.dropout = _days(truth["dropout_at"])
+        self.basket = col("basket_mean")
+        self.offer_sens = col("offer_sensitivity")
+        self.harm = col("lapse_per_message") if "lapse_per_message" in truth else np.full(n, FX.BASE_HARM)
+        self.dog = truth["sleeping_dog"].to_numpy(bool) if "sleeping_dog" in truth else np.zeros(n, bool)
+        self.actions = [c[len("persuasion_"):] for c in truth.columns if c.startswith("persuasion_")]
+        self.persuasion = np.column_stack([col(f"persuasion_{a}") for a in self.actions]) if self.actions else \
+            np.zeros((n, 0))
         ci = _codes(customers["customer_id"], self.index)
         known = ci >= 0  # customers added to a simulated world (hand-written scenarios) have no truth: NaN
         ci = ci[known]
@@ -77,13 +100,27 @@ class Oracle:
         for k, c in enumerate(CHANNELS):
             ok = customers[f"consent_{c}"].to_numpy(bool) & customers[f"reachable_{c}"].to_numpy(bool)
             self.open[ci, k] = ok[known]
-        buys = (events["event_type"] == "purchase").to_numpy(dtype=bool)
-        pc = _codes(events["customer_id"][buys], self.index)
-        psec = (pd.DatetimeIndex(events["event_timestamp"][buys]).asi8 // 1_000_000_000).astype(np.int64)
-        keep = pc >= 0
-        key = (pc[keep].astype(np.int64) << 32) + psec[keep]
+        self._key = self._keys(events, "purchase")
+        self._sends = self._keys(events, "message_sent")
+        if lives is not None and len(lives):
+            lc = _codes(lives["customer_id"], self.index)
+            lsec = (pd.DatetimeIndex(lives["at"]).asi8 // 1_000_000_000).astype(np.int64)
+            keep = lc >= 0
+            key = (lc[keep].astype(np.int64) << 32) + lsec[keep]
+            order = np.argsort(key, kind="stable")
+            self._lives, self._alive_flag = key[order], lives["alive"].to_numpy(bool)[keep][order]
+        else:
+            self._lives, self._alive_flag = None, None
+
+    def _keys(self, events: pd.DataFrame, kind: str) -> np.ndarray:
+        """Sorted (customer code << 32) + unix seconds of the events of one type."""
+        rows = (events["event_type"] == kind).to_numpy(dtype=bool)
+        codes = _codes(events["customer_id"][rows], self.index)
+        sec = (pd.DatetimeIndex(events["event_timestamp"][rows]).asi8 // 1_000_000_000).astype(np.int64)
+        keep = codes >= 0
+        key = (codes[keep].astype(np.int64) << 32) + sec[keep]
         key.sort()
-        self._key = key
+        return key
 
     @classmethod
     def load(cls, world_dir: Path | str) -> "Oracle":
@@ -97,13 +134,14 @@ class Oracle:
             events = pd.read_parquet(
                 world_dir / "events.parquet",
                 columns=["customer_id", "event_timestamp", "event_type"],
-                filters=[("event_type", "==", "purchase")],
+                filters=[("event_type", "in", ["purchase", "message_sent"])],
             )
         else:
             from nextbest.contract import load_world
 
             customers, events = load_world(world_dir)
-        return cls(truth, customers, events, window_days=params.get("activation_window_days", 11))
+        lives = pd.read_parquet(world_dir / "lives.parquet") if (world_dir / "lives.parquet").exists() else None
+        return cls(truth, customers, events, window_days=params.get("activation_window_days", 11), lives=lives)
 
     # -- lookups -------------------------------------------------------------------
     def _idx(self, customer_ids) -> tuple[np.ndarray, np.ndarray]:
@@ -148,7 +186,7 @@ class Oracle:
         n, first, _ = self._history(i, t)
         out = np.full(len(i), np.nan)
         bought = known & (n >= 1)
-        dead = bought & (self.dropout[i] <= t)
+        dead = bought & ~self.alive(i, t)
         out[dead] = 1.0
         m = bought & ~dead
         im, tm, nm = i[m], t[m], n[m]
@@ -205,31 +243,133 @@ class Oracle:
         names[~ok.any(axis=1)] = None
         return names
 
-    def expected_value(self, customer_ids, action: str, channel, hour_local, as_of, catalogue) -> np.ndarray:
-        """True expected value of sending `action` on `channel` at local `hour_local`:
-        p_response * lift * g * value - cost, where g is P(activation, 30 d), P(churn, 60 d) or 1 by the
-        action's driver. -inf where the action does not allow the channel or the customer is not consented
-        and reachable on it; NaN where g is undefined (e.g. an activation action for a customer who is
-        past activation) or the id is unknown. 'no_action' is worth 0."""
-        i, known = self._idx(customer_ids)
-        if action == "no_action":
-            return np.where(known, 0.0, np.nan)
-        a = catalogue[action]
+    # -- the causal truth -----------------------------------------------------------
+    def alive(self, i: np.ndarray, t: np.ndarray) -> np.ndarray:
+        """Whether each customer (truth row `i`) is buying at day `t`: activated and not lapsed, or brought back."""
+        if self._lives is None:  # a world saved without its lives: the last dropout decides
+            return ~(self.dropout[i] <= t)
+        sec = np.floor(np.broadcast_to(t, i.shape) * 86400.0 + 1e-6).astype(np.int64)
+        base = i.astype(np.int64) << 32
+        lo = np.searchsorted(self._lives, base, side="left")
+        last = np.searchsorted(self._lives, base + sec, side="right") - 1
+        return (last >= lo) & self._alive_flag[np.maximum(last, 0)]
+
+    def recent_sends(self, i: np.ndarray, t: np.ndarray) -> np.ndarray:
+        """Messages sent to each customer in the FATIGUE_DAYS before `t` (what fatigues them)."""
+        sec = np.floor(np.broadcast_to(t, i.shape) * 86400.0 + 1e-6).astype(np.int64)
+        base = i.astype(np.int64) << 32
+        lo = np.searchsorted(self._sends, base + sec - int(FX.FATIGUE_DAYS * 86400), side="left")
+        hi = np.searchsorted(self._sends, base + sec, side="left")
+        return hi - lo
+
+    def _state(self, i: np.ndarray, t: np.ndarray) -> dict:
+        n, first, second = self._history(i, t)
+        left = first + self.window - t
+        return {"n": n, "left": left, "alive": self.alive(i, t),
+                "habit": (n >= 2) & (second <= first + self.window),
+                "in_window": (n >= 1) & (left > 0)}
+
+    def natural_purchases(self, i: np.ndarray, t: np.ndarray, horizon: float, st: dict | None = None) -> np.ndarray:
+        """Expected purchases in (t, t + horizon] without any message, from each customer's hidden state."""
+        st = st or self._state(i, t)
+        out = np.zeros(len(i))
+        never = st["n"] == 0
+        if never.any():
+            j = i[never]
+            out[never] = purchases_never_bought(self.lam0[j], self.tau[j], t[never] - self.reg[j], self.mu[j],
+                                                self.delta[j], self.window, horizon)
+        win = st["in_window"] & st["alive"]
+        habit = win & st["habit"]
+        out[habit] = purchases_after_habit(self.mu[i[habit]], self.delta[i[habit]], st["left"][habit], horizon)
+        single = win & ~st["habit"]
+        out[single] = purchases_in_window(self.mu[i[single]], self.delta[i[single]], st["left"][single], horizon)
+        post = (st["n"] >= 1) & ~st["in_window"] & st["alive"]
+        out[post] = purchases_alive(self.mu[i[post]], self._delta_after(i[post], st, post), horizon)
+        return out  # lapsed customers buy nothing on their own
+
+    def _delta_after(self, i: np.ndarray, st: dict, rows: np.ndarray) -> np.ndarray:
+        d = np.where(st["habit"][rows], self.delta[i] * HABIT_DROPOUT_MULTIPLIER, self.delta[i])
+        return np.where(np.isnan(self.delta_eff[i]), d, self.delta_eff[i])
+
+    def purchases_after_conversion(self, i: np.ndarray, t: np.ndarray, horizon: float,
+                                   st: dict | None = None) -> np.ndarray:
+        """Expected natural purchases in (t, t + horizon] after a purchase a message caused at t: it activates a
+        never-buyer, forms the habit inside the window, brings a lapsed customer back."""
+        st = st or self._state(i, t)
+        out = np.empty(len(i))
+        never = st["n"] == 0
+        out[never] = purchases_in_window(self.mu[i[never]], self.delta[i[never]], self.window, horizon)
+        win = st["in_window"]
+        out[win] = purchases_after_habit(self.mu[i[win]], self.delta[i[win]], st["left"][win], horizon)
+        post = (st["n"] >= 1) & ~win
+        out[post] = purchases_alive(self.mu[i[post]], self._delta_after(i[post], st, post), horizon)
+        return out
+
+    def p_natural_purchase(self, i: np.ndarray, t: np.ndarray, days: float, st: dict | None = None) -> np.ndarray:
+        """P(at least one purchase on their own within `days`) - the sure things of an incentive."""
+        st = st or self._state(i, t)
+        out = np.zeros(len(i))
+        never = st["n"] == 0
+        out[never] = p_first_purchase(self.lam0[i[never]], self.tau[i[never]], t[never] - self.reg[i[never]], days)
+        buying = (st["n"] >= 1) & st["alive"]
+        j = i[buying]
+        left = np.where(st["in_window"][buying], st["left"][buying], 0.0)
+        d = np.where(st["in_window"][buying], self.delta[j], self._delta_after(j, st, buying))
+        out[buying] = 1.0 - p_no_purchase(self.mu[j], d, left, days)
+        return out
+
+    def seen(self, customer_ids, channel, hour_local, as_of) -> np.ndarray:
+        """P(the message is seen): the click probability on the channel at the local hour, faded by fatigue,
+        times the channel's reads per click, at most its delivery rate."""
+        i, _ = self._idx(customer_ids)
         ch = self._channel_codes(channel, len(i))
-        names = np.array(CHANNELS, dtype=object)
-        allowed = np.array([c in a.cost for c in CHANNELS])
-        cost = np.array([a.cost.get(c, np.nan) for c in CHANNELS])
-        p = self.p_response(customer_ids, names[np.maximum(ch, 0)], hour_local)
-        if a.driver == "activation":
-            g = self.p_activation(customer_ids, as_of, 30)
-        elif a.driver == "churn":
-            g = self.p_churn(customer_ids, as_of, 60)
-        else:
-            g = np.ones(len(i))
-        ev = p * a.lift * g * a.value - cost[np.maximum(ch, 0)]
-        ok = (ch >= 0) & allowed[np.maximum(ch, 0)] & self.open[i, np.maximum(ch, 0)]
-        ev = np.where(ok, ev, -np.inf)
-        return np.where(known, ev, np.nan)
+        t = np.broadcast_to(_days(as_of), i.shape).astype(float)
+        click = self.p_response(customer_ids, channel, hour_local) * FX.fatigue(self.recent_sends(i, t))
+        return np.minimum(click * SEEN_MULT[np.maximum(ch, 0)], P_DELIVER[np.maximum(ch, 0)])
+
+    def incremental_value(self, customer_ids, action: str, channel, hour_local, as_of, catalogue) -> np.ndarray:
+        """True incremental value (currency) of sending `action` on `channel` at local `hour_local` at `as_of`,
+        against sending nothing, net of the incentive and the send's cost:
+
+            value x (E[objective | send] - E[objective | nothing]) - incentive x E[redemptions] - cost
+
+        With e = P(seen) and r = the customer's persuasion by the action, the message converts with
+        probability e x r (an extra purchase that also activates, forms the habit or brings back, per the
+        customer's state), pushes a buying customer away with probability P(delivered) x lapse, and a
+        customer who saw an incentive message redeems it on any purchase within REDEEM_DAYS. -inf where
+        the action does not allow the channel or the customer is not consented and reachable on it; NaN for
+        unknown ids; `no_action` is worth 0."""
+        i, known = self._idx(customer_ids)
+        if action == NO_ACTION:
+            return np.where(known, 0.0, np.nan)
+        act = catalogue[action]
+        k = self.actions.index(action)
+        ch = self._channel_codes(channel, len(i))
+        chc = np.maximum(ch, 0)
+        t = np.broadcast_to(_days(as_of), i.shape).astype(float)
+        obj = act.objective
+        st = self._state(i, t)
+        e = self.seen(customer_ids, np.array(CHANNELS, dtype=object)[chc], hour_local, as_of)
+        conv = e * self.persuasion[i, k]
+        if obj.event == "purchase":
+            unit = self.basket[i] if obj.measure == "amount" else np.ones(len(i))
+            conv_unit = unit * (FX.conversion_scale(self.offer_sens[i]) if obj.measure == "amount" else 1.0)
+            base = self.natural_purchases(i, t, obj.horizon_days, st)
+            after = self.purchases_after_conversion(i, t, obj.horizon_days, st)
+            lapse = P_DELIVER[chc] * self.harm[i] * ((st["n"] >= 1) & st["alive"])
+            with_msg = conv * (conv_unit + unit * after) + (1 - conv) * (1 - lapse) * unit * base
+            gain = with_msg - unit * base
+        else:  # a visit or the action's own conversion: only the message makes it happen
+            gain = conv
+        redemptions = np.zeros(len(i))
+        if act.incentive > 0:
+            q = self.p_natural_purchase(i, t, FX.REDEEM_DAYS, st)
+            redemptions = conv + (e - conv) * q
+        cost = np.array([act.cost.get(c, np.nan) for c in CHANNELS])[chc]
+        value = act.value * gain - act.incentive * redemptions - cost
+        ok = (ch >= 0) & np.array([c in act.cost for c in CHANNELS])[chc] & self.open[i, chc]
+        value = np.where(ok, value, -np.inf)
+        return np.where(known & (self.reg[i] <= t), value, np.nan)
 
     @staticmethod
     def _channel_codes(channel, n: int) -> np.ndarray:

@@ -56,14 +56,9 @@ import numpy as np
 import pandas as pd
 
 from nextbest.contract import write_world
-from nextbest.vocabulary import CHANNELS, EVENT_TYPES, STAGES
-from simulator.formulas import (
-    HABIT_DROPOUT_MULTIPLIER,
-    hour_factor,
-    p_first_purchase,
-    p_no_purchase,
-    p_second_in_window,
-)
+from nextbest.vocabulary import CHANNELS, EVENT_TYPES, NO_ACTION, STAGES
+from simulator import effects as FX
+from simulator.formulas import HABIT_DROPOUT_MULTIPLIER, hour_factor
 from simulator.oracle import Oracle
 
 # --- world constants ----------------------------------------------------------
@@ -98,8 +93,8 @@ ET = {e: i for i, e in enumerate(EVENT_TYPES)}
 # channel mechanics (indexed by channel code)
 PEAK_CLICK = np.array([0.085, 0.10, 0.075, 0.065, 0.045])  # median peak click probability
 P_DELIVER = np.array([0.96, 0.97, 0.93, 1.0, 0.98])
-OPEN_MULT = np.array([4.0, 1.0, 3.0, 2.5, 1.0])  # opens per click (1 = opens are not tracked)
-HAS_OPENS = np.array([True, False, True, True, False])
+SEEN_MULT = np.array([4.0, 5.0, 3.0, 2.5, 3.0])  # messages seen (read) per click
+HAS_OPENS = np.array([True, False, True, True, False])  # whether a seen message is tracked as opened
 P_UNSUB = np.array([0.0025, 0.003, 0.0015, 0.0, 0.001])  # per delivered message
 DELIVERY_DAYS = np.array([2 / 1440, 0.5 / 1440, 0.5 / 1440, 0.0, 2.0])
 
@@ -120,8 +115,8 @@ LEGACY_WEIGHTS = {
     "win_back": 5.0,
     "contact_enrichment": 2.0,
 }
-# actions whose success is not a purchase (answering a survey, completing a profile...)
-NON_PURCHASE_ACTIONS = frozenset({"welcome", "satisfaction_survey", "contact_enrichment"})
+OBJECTIVE_CODE = {"purchase": 0, "visit": 1, "message_converted": 2}  # what a conversion produces
+RECENT_SENDS = 8  # send times kept per customer for the fatigue of the last 7 days
 
 
 # --- the world ------------------------------------------------------------------
@@ -134,11 +129,17 @@ class World:
     truth: pd.DataFrame
     targets: pd.DataFrame | None = None  # every campaign target, control included
     campaigns: pd.DataFrame | None = None  # the legacy calendar
+    lives: pd.DataFrame | None = None  # when customers started and stopped buying
     params: dict = field(default_factory=dict)
+
+    @property
+    def assignments(self) -> pd.DataFrame | None:
+        """The randomised campaign targets in the contract's assignments layout."""
+        return None if self.targets is None else assignments_of(self.targets)
 
     def oracle(self) -> "Oracle":
         window = self.params.get("activation_window_days", 11)
-        return Oracle(self.truth, self.customers, self.events, window_days=window)
+        return Oracle(self.truth, self.customers, self.events, window_days=window, lives=self.lives)
 
 
 def _release_memory() -> None:
@@ -188,10 +189,9 @@ class _Sim:
     def _catalogue(self, actions: Mapping) -> None:
         self.action_ids = tuple(actions)
         A = len(self.action_ids)
-        self.a_lift = np.array([actions[a].lift for a in self.action_ids])
-        drivers = ("response", "activation", "churn")
-        self.a_driver = np.array([drivers.index(actions[a].driver) for a in self.action_ids])
-        self.a_purchase = np.array([a not in NON_PURCHASE_ACTIONS for a in self.action_ids])
+        self.actions = actions
+        self.a_produces = np.array([OBJECTIVE_CODE[actions[a].objective.event] for a in self.action_ids])
+        self.a_incentive = np.array([actions[a].incentive > 0 for a in self.action_ids])
         self.a_channel = np.zeros((A, len(CHANNELS)), bool)
         self.a_stage = np.zeros((A, len(STAGES)), bool)
         for k, a in enumerate(self.action_ids):
@@ -253,7 +253,7 @@ class _Sim:
 
         # activation: total hazard A = lam0 * tau, P(never buys) = exp(-A)
         log_a = (
-            0.20
+            -0.35
             + 0.25 * b2b
             + np.array([0.0, -0.15, -0.25, 0.10, 0.20])[r]
             + on_b2c([0.0, 0.10, -0.15, 0.35])
@@ -305,7 +305,8 @@ class _Sim:
         shift += online[:, None] * np.array([0.0, -0.20, 0.30, 0.35, -0.40])
         shift += (s2c == 2)[:, None] * np.array([0.0, 0.20, 0.0, 0.0, 0.10])
         shift += (s2b == 4)[:, None] * np.array([-0.15, 0.30, 0.0, 0.0, 0.0])
-        common = rng.normal(0.0, 0.40, n)[:, None]
+        self.responsiveness = rng.normal(0.0, 1.0, n)  # a general propensity to click (standardised)
+        common = 0.40 * self.responsiveness[:, None]
         own = rng.normal(0.0, 0.55, (n, 5))
         self.resp = np.clip(PEAK_CLICK[None, :] * np.exp(shift + common + own - 0.2), 0.0005, 0.6)
 
@@ -330,6 +331,14 @@ class _Sim:
         base_basket = np.where(b2b, 320.0, 48.0) * np.exp(on_size([0.0, 0.3, 0.7, 1.2]))
         self.basket = base_basket * np.exp(-0.4 * self.offer_sens + 0.2) * _lognormal(rng, n, 0.35)
 
+        # what a message does (simulator/effects.py): persuasion per action, sleeping dogs
+        attrs = FX.attribute_matrix(self.segment, self.region, self.sector_b2c, self.sector_b2b, self.size,
+                                    len(REGIONS), len(B2C_SECTORS), len(B2B_SECTORS), len(COMPANY_SIZES))
+        self.persuasion, self.persuadability = FX.persuasion(rng, self.seed, self.actions, attrs, self.offer_sens,
+                                                             self.responsiveness)
+        self.dog = FX.sleeping_dogs(rng, b2b, sz == COMPANY_SIZES.index("large"), r == REGIONS.index("east"))
+        self.harm = FX.harm(self.dog)
+
         # registration time of day from the engagement hours
         self.reg = self.snap(np.arange(n), self.reg_day + 0.5, lower=self.reg_day, upper=self.reg_day + 1.0)
 
@@ -347,7 +356,13 @@ class _Sim:
         self.last_inapp = np.full(n, -np.inf)
         self.pend_act = np.zeros(n, np.int16)
         self.pend_ch = np.zeros(n, np.int8)
-        self.pend_camp = np.zeros(n, np.int16)
+        self.pend_camp = np.zeros(n, np.int32)
+        self.recent = np.full((n, RECENT_SENDS), -np.inf)  # the latest send times (fatigue)
+        self.red_act = np.full(n, -1, np.int16)  # an engaged incentive message not yet redeemed
+        self.red_until = np.full(n, -np.inf)
+        self.red_ch = np.zeros(n, np.int8)
+        self.red_camp = np.zeros(n, np.int32)
+        self._lives: list[tuple] = []  # (customer, time, 1 = becomes alive / 0 = lapses)
 
         NX = np.full((n, 5), np.inf)
         e = rng.exponential(1.0, n)
@@ -368,8 +383,8 @@ class _Sim:
         full = lambda v, dt: np.full(k, v, dt) if np.ndim(v) == 0 else np.asarray(v, dt)  # noqa: E731
         amt = np.full(k, np.nan, np.float32) if amount is None else np.asarray(amount, np.float32)
         sec = np.minimum(np.round(np.asarray(t, float) * 86400.0), self.end_sec).astype(np.int32)
-        row = (cust, sec, full(etype, np.int8), full(channel, np.int8), amt, full(action, np.int8),
-               full(campaign, np.int16))
+        row = (cust, sec, full(etype, np.int8), full(channel, np.int8), amt, full(action, np.int16),
+               full(campaign, np.int32))
         inside = sec < self.end_sec  # nothing is kept at or after the end
         if not inside.all():
             row = tuple(a[inside] for a in row)
@@ -420,33 +435,6 @@ class _Sim:
             ST["lapsed"],
         ).astype(np.int8)
 
-    def g_activation(self, idx, t):
-        n = self.n_purch[idx]
-        out = np.full(len(idx), np.nan)
-        m = n == 0
-        out[m] = p_first_purchase(self.lam0[idx[m]], self.tau[idx[m]], t[m] - self.reg[idx[m]], self.horizon_act)
-        left = self.t1[idx] + self.window - t
-        m = (n == 1) & (left >= 0)
-        out[m] = p_second_in_window(self.mu[idx[m]], np.minimum(self.horizon_act, left[m]))
-        return out
-
-    def g_churn(self, idx, t):
-        n = self.n_purch[idx]
-        out = np.full(len(idx), np.nan)
-        act = n > 0
-        out[act & ~self.alive[idx]] = 1.0
-        m = act & self.alive[idx]
-        i, tm = idx[m], t[m]
-        left = self.t1[i] + self.window - tm
-        inside = left > 0
-        delta_after = np.where(inside, np.where(n[m] >= 2, self.delta[i] * HABIT_DROPOUT_MULTIPLIER, self.delta[i]),
-                               self.delta_eff[i])
-        # a window that ended since the last advance has not been closed yet
-        pending = np.where(self.habit[i] == 1, self.delta[i] * HABIT_DROPOUT_MULTIPLIER, self.delta[i])
-        delta_after = np.where(np.isnan(delta_after), pending, delta_after)
-        out[m] = p_no_purchase(self.mu[i], delta_after, np.where(inside, left, 0.0), self.horizon_churn)
-        return out
-
     def amounts(self, idx, scale=1.0):
         a = self.basket[idx] * scale * np.exp(self.rng.normal(-0.125, 0.5, len(idx)))
         return np.round(a, 2)
@@ -456,13 +444,24 @@ class _Sim:
         rng = self.rng
         n0 = self.n_purch[idx]
         self.emit(idx, ts, ET["purchase"], amount=self.amounts(idx, scale))
+        if natural:
+            self._redeem(idx, ts)
         first = n0 == 0
         f, tf, cf = idx[first], ts[first], clock[first]
         self.t1[f] = tf
         self.habit[f] = -1
         self.alive[f] = True
+        self._lives.append((f.astype(np.int32), tf.copy(), np.ones(len(f), np.int8)))
         self.activated_by[f] = 1 if natural else 2
         self.NX[f, self.W] = tf + self.window
+        if not natural:  # a converted lapsed customer comes back: buying again, with a fresh dropout clock
+            back = ~first & ~self.alive[idx]
+            j, tj = idx[back], clock[back]
+            self.alive[j] = True
+            self._lives.append((j.astype(np.int32), ts[back].copy(), np.ones(len(j), np.int8)))
+            self.NX[j, self.P] = tj + rng.exponential(1.0, len(j)) / self.mu[j]
+            closed = ~np.isnan(self.delta_eff[j])  # otherwise the window's end schedules the dropout
+            self.NX[j[closed], self.D] = tj[closed] + rng.exponential(1.0, int(closed.sum())) / self.delta_eff[j[closed]]
         second = ~first & (n0 == 1) & (self.habit[idx] == -1) & (ts <= self.t1[idx] + self.window)
         self.habit[idx[second]] = 1
         self.t2[idx[second]] = ts[second]
@@ -491,10 +490,12 @@ class _Sim:
         self.habit[idx] = h
         d = self.delta[idx] * np.where(h == 1, HABIT_DROPOUT_MULTIPLIER, 1.0)
         self.delta_eff[idx] = d
-        self.NX[idx, self.D] = t + self.rng.exponential(1.0, len(idx)) / d
+        alive = self.alive[idx]  # a customer a message pushed away inside the window stays lapsed
+        self.NX[idx, self.D] = np.where(alive, t + self.rng.exponential(1.0, len(idx)) / d, np.inf)
         self.NX[idx, self.W] = np.inf
 
     def _on_dropout(self, idx, t) -> None:
+        self._lives.append((idx.astype(np.int32), np.asarray(t, float).copy(), np.zeros(len(idx), np.int8)))
         self.alive[idx] = False
         self.dropout[idx] = t
         self.NX[idx, self.P] = np.inf
@@ -522,10 +523,21 @@ class _Sim:
         act = self.pend_act[idx].astype(int)
         self.emit(idx, t, ET["message_converted"], self.pend_ch[idx], action=act, campaign=self.pend_camp[idx])
         self.NX[idx, self.C] = np.inf
-        buy = self.a_purchase[act]
+        same = self.red_act[idx] == act  # the conversion is the redemption of the incentive
+        self.red_act[idx[same]] = -1
+        buy = self.a_produces[act] == OBJECTIVE_CODE["purchase"]
         if buy.any():
-            scale = 0.8 + 0.4 * self.offer_sens[idx[buy]]
+            scale = FX.conversion_scale(self.offer_sens[idx[buy]])
             self.purchase(idx[buy], t[buy], t[buy], natural=False, scale=scale)
+        visit = self.a_produces[act] == OBJECTIVE_CODE["visit"]
+        self.emit(idx[visit], t[visit], ET["visit"])
+
+    def _redeem(self, idx, ts) -> None:
+        """A purchase inside the redemption window of an engaged incentive message redeems the incentive."""
+        due = (self.red_act[idx] >= 0) & (ts <= self.red_until[idx])
+        j = idx[due]
+        self.emit(j, ts[due], ET["message_converted"], self.red_ch[j], action=self.red_act[j], campaign=self.red_camp[j])
+        self.red_act[j] = -1
 
     def advance(self, until: float) -> None:
         """Process every natural event before `until`, each customer's in time order."""
@@ -550,6 +562,8 @@ class _Sim:
         return len(self.campaign_ids) - 1
 
     def choose_actions(self, idx, stage, ch: int, t):
+        """The legacy calendar's action for each target, drawn with the legacy weights among the eligible
+        actions, and its probability: (action index or -1, probability)."""
         k = len(idx)
         W = np.zeros((k, len(self.action_ids)))
         tenure = t - self.reg[idx]
@@ -565,37 +579,48 @@ class _Sim:
             W[:, a] = m * self.a_weight[a]
         tot = W.sum(axis=1)
         u = self.rng.random(k) * tot
-        choice = (np.cumsum(W, axis=1) <= u[:, None]).sum(axis=1)
-        return np.where(tot > 0, choice, -1)
+        choice = np.minimum((np.cumsum(W, axis=1) <= u[:, None]).sum(axis=1), len(self.action_ids) - 1)
+        prob = W[np.arange(k), choice] / np.where(tot > 0, tot, 1.0)
+        return np.where(tot > 0, choice, -1), prob
 
     def target(self, idx, ch: int, camp, ts, hour_local) -> None:
-        """Pick the action by stage, hold out the control share, send to the others."""
+        """Pick the action by stage (randomly, with known probabilities), hold out the control share at random,
+        send to the others."""
         stage = self.stage(idx, ts)
-        act = self.choose_actions(idx, stage, ch, ts)
+        act, prob = self.choose_actions(idx, stage, ch, ts)
         ok = act >= 0
-        idx, ts, act, stage = idx[ok], ts[ok], act[ok], stage[ok]
-        camp = np.broadcast_to(np.asarray(camp, np.int16), ok.shape)[ok]
+        idx, ts, act, stage, prob = idx[ok], ts[ok], act[ok], stage[ok], prob[ok]
+        camp = np.broadcast_to(np.asarray(camp, np.int32), ok.shape)[ok]
         hour_local = np.broadcast_to(np.asarray(hour_local, float), ok.shape)[ok]
         control = self.rng.random(len(idx)) < CONTROL_SHARE
-        self._targets.append((idx.astype(np.int32), camp, np.full(len(idx), ch, np.int8), act.astype(np.int8),
-                              stage, ts.copy(), control))
+        propensity = np.where(control, CONTROL_SHARE, (1.0 - CONTROL_SHARE) * prob)
+        self._targets.append((idx.astype(np.int32), camp, np.full(len(idx), ch, np.int8), act.astype(np.int16),
+                              stage, ts.copy(), control, propensity))
         s = ~control
         self.send(idx[s], ch, act[s], camp[s], ts[s], hour_local[s])
 
+    def recent_sends(self, idx, t) -> np.ndarray:
+        """Messages sent to each customer in the FATIGUE_DAYS before `t`."""
+        return ((self.recent[idx] > t[:, None] - FX.FATIGUE_DAYS) & (self.recent[idx] < t[:, None])).sum(axis=1)
+
     def send(self, idx, ch: int, act, camp, ts, hour_local) -> None:
+        """Send action `act` on channel `ch` at `ts` (local hour `hour_local`) to customers `idx`: delivery,
+        engagement (fading with fatigue), conversion by the customer's persuasion, lapses and unsubscriptions."""
         rng = self.rng
         k = len(idx)
         if k == 0:
             return
         p_click = self.resp[idx, ch] * hour_factor(hour_local, self.pref[idx], self.kappa[idx])
-        p_open = np.minimum(p_click * OPEN_MULT[ch], P_DELIVER[ch]) if HAS_OPENS[ch] else p_click
+        p_click = p_click * FX.fatigue(self.recent_sends(idx, ts))
+        self.recent[idx, np.argmin(self.recent[idx], axis=1)] = ts
+        p_seen = np.minimum(p_click * SEEN_MULT[ch], P_DELIVER[ch])
         u = rng.random(k)
-        delivered, opened, clicked = u < P_DELIVER[ch], u < p_open, u < p_click
+        delivered, seen, clicked = u < P_DELIVER[ch], u < p_seen, u < p_click
         self.emit(idx, ts, ET["message_sent"], ch, action=act, campaign=camp)
         td = ts + DELIVERY_DAYS[ch] * rng.uniform(0.5, 1.0, k)
         self.emit(idx[delivered], td[delivered], ET["message_delivered"], ch, action=act[delivered],
                   campaign=camp[delivered])
-        eng = opened | clicked
+        eng = seen | clicked
         j = idx[eng]
         if ch == IN_APP:
             te = td[eng] + rng.uniform(0.05, 1.5, len(j)) / 1440
@@ -605,26 +630,29 @@ class _Sim:
             self.emit(j, te, ET["message_opened"], ch, action=act[eng], campaign=camp[eng])
         c = clicked[eng]
         tc = te[c] + rng.uniform(0.3, 8.0, c.sum()) / 1440
-        ic, ac, cc = j[c], act[eng][c], camp[eng][c]
-        self.emit(ic, tc, ET["message_clicked"], ch, action=ac, campaign=cc)
-        # conversion: lift * g, g from the driver of the action
-        g = np.ones(len(ic))
-        drv = self.a_driver[ac]
-        m = drv == 1
-        g[m] = self.g_activation(ic[m], tc[m])
-        m = drv == 2
-        g[m] = self.g_churn(ic[m], tc[m])
-        conv = rng.random(len(ic)) < self.a_lift[ac] * np.nan_to_num(g, nan=0.0)
-        tconv = tc[conv] + rng.uniform(1.0, 120.0, conv.sum()) / 1440
-        ic, ac, cc = ic[conv], ac[conv], cc[conv]
+        self.emit(j[c], tc, ET["message_clicked"], ch, action=act[eng][c], campaign=camp[eng][c])
+        # conversion of those who saw it: the customer's persuasion by this action
+        ae, ce = act[eng], camp[eng]
+        conv = rng.random(len(j)) < self.persuasion[j, ae]
+        keep = self.a_incentive[ae] & ~conv  # a seen incentive message is redeemed on a purchase soon after
+        ir = j[keep]
+        self.red_act[ir], self.red_until[ir] = ae[keep], te[keep] + FX.REDEEM_DAYS
+        self.red_ch[ir], self.red_camp[ir] = ch, ce[keep]
+        tconv = te[conv] + rng.uniform(5.0, 240.0, conv.sum()) / 1440
+        ic, ac, cc = j[conv], ae[conv], ce[conv]
         free = np.isinf(self.NX[ic, self.C])
         self.dropped_conversions += int((~free).sum())
         ic, ac, cc, tconv = ic[free], ac[free], cc[free], tconv[free]
         self.NX[ic, self.C] = tconv
         self.pend_act[ic], self.pend_ch[ic], self.pend_camp[ic] = ac, ch, cc
-        # rare unsubscriptions
+        # a delivered message can push a buying customer away (sleeping dogs above all)
+        lapse = delivered & self.alive[idx] & (self.n_purch[idx] > 0) & (rng.random(k) < self.harm[idx])
+        jl = idx[lapse]
+        self.NX[jl, self.D] = np.minimum(self.NX[jl, self.D], td[lapse])
+        # rare unsubscriptions (far more frequent among sleeping dogs)
         if P_UNSUB[ch] > 0:
-            un = delivered & (rng.random(k) < P_UNSUB[ch])
+            p_unsub = P_UNSUB[ch] * np.where(self.dog[idx], FX.SLEEPING_DOG_UNSUB, 1.0)
+            un = delivered & (rng.random(k) < p_unsub)
             tu = td[un] + rng.uniform(0.02, 1.5, un.sum())
             inside = tu < self.E
             ju = idx[un][inside]
@@ -770,19 +798,36 @@ class _Sim:
             "second_purchase_at": self._ts(self.t2),
             "dropout_at": self._ts(self.dropout),
             "alive_at_end": self.alive.copy(),
+            "persuadability": self.persuadability,
+            "sleeping_dog": self.dog.copy(),
+            "lapse_per_message": self.harm,
         })
+        for k, a in enumerate(self.action_ids):
+            cols[f"persuasion_{a}"] = self.persuasion[:, k]
         return pd.DataFrame(cols)
 
+    def lives(self, ids: pd.Index) -> pd.DataFrame:
+        """When each customer became alive (first purchase, or a conversion after a lapse) and lapsed, in time
+        order: what the oracle needs to know who was buying at any time."""
+        if self._lives:
+            cust, t, up = (np.concatenate(p) for p in zip(*self._lives))
+        else:
+            cust, t, up = np.zeros(0, np.int32), np.zeros(0), np.zeros(0, np.int8)
+        order = np.lexsort((t, cust))
+        return pd.DataFrame({"customer_id": pd.Categorical.from_codes(cust[order], ids),
+                             "at": self._ts(t[order]), "alive": up[order].astype(bool)})
+
     def targets(self, ids: pd.Index) -> pd.DataFrame:
+        """Every target of the legacy campaigns, control included, with the action it was drawn (or would have
+        received) and the probability of what it got."""
         if not self._targets:
-            idx = np.zeros(0, np.int32)
-            parts = [idx, np.zeros(0, np.int16), np.zeros(0, np.int8), np.zeros(0, np.int8), np.zeros(0, np.int8),
-                     np.zeros(0), np.zeros(0, bool)]
+            parts = [np.zeros(0, np.int32), np.zeros(0, np.int32), np.zeros(0, np.int8), np.zeros(0, np.int16),
+                     np.zeros(0, np.int8), np.zeros(0), np.zeros(0, bool), np.zeros(0)]
         else:
             parts = [np.concatenate(p) for p in zip(*self._targets)]
         self._targets = []
         _release_memory()
-        cust, camp, ch, act, stage, ts, control = parts
+        cust, camp, ch, act, stage, ts, control, prop = parts
         order = np.argsort(ts, kind="stable")
         return pd.DataFrame({
             "campaign_id": pd.Categorical.from_codes(camp[order], self.campaign_ids),
@@ -792,7 +837,23 @@ class _Sim:
             "stage": pd.Categorical.from_codes(stage[order], STAGES),
             "planned_at": self._ts(ts[order]),
             "control": control[order],
+            "propensity": prop[order],
         })
+
+
+def assignments_of(targets: pd.DataFrame) -> pd.DataFrame:
+    """The campaign targets as the contract's assignments table: control members as no_action without a channel."""
+    control = targets["control"].to_numpy(bool)
+    action = targets["action_id"].astype(object).to_numpy()
+    channel = targets["channel"].astype(object).to_numpy()
+    return pd.DataFrame({
+        "customer_id": targets["customer_id"].astype(str).to_numpy(),
+        "assigned_at": targets["planned_at"],
+        "action_id": np.where(control, NO_ACTION, action),
+        "channel": np.where(control, None, channel),
+        "propensity": targets["propensity"].to_numpy(float),
+        "campaign_id": targets["campaign_id"].astype(str).to_numpy(),
+    })
 
 
 def customer_ids(n: int) -> pd.Index:
@@ -825,6 +886,7 @@ def simulate(
         truth=sim.truth(ids),
         targets=sim.targets(ids),
         campaigns=pd.DataFrame(sim.campaign_meta),
+        lives=sim.lives(ids),
     )
     world.params = {
         "customers": int(customers),
@@ -837,6 +899,8 @@ def simulate(
         "control_share": CONTROL_SHARE,
         "send_hours": list(SEND_HOURS),
         "actions": list(sim.action_ids),
+        "sleeping_dogs": round(float(sim.dog.mean()), 4),
+        "lost_causes": round(float((sim.persuadability == 0).mean()), 4),
         "events": int(len(world.events)),
         "seconds": round(time.perf_counter() - t0, 2),
     }
@@ -849,10 +913,13 @@ def simulate(
 
 
 def save_world(world: World, out_dir: Path | str) -> Path:
-    """Write customers / events (the contract's layout), truth, targets, campaigns and world.json."""
+    """Write customers / events / assignments (the contract's layout), truth, lives, targets, campaigns and
+    world.json."""
     out_dir = Path(out_dir)
-    write_world(out_dir, world.customers, world.events)
+    write_world(out_dir, world.customers, world.events, world.assignments)
     world.truth.to_parquet(out_dir / "truth.parquet", index=False)
+    if world.lives is not None:
+        world.lives.to_parquet(out_dir / "lives.parquet", index=False)
     if world.targets is not None:
         world.targets.to_parquet(out_dir / "targets.parquet", index=False)
     if world.campaigns is not None:
