@@ -66,11 +66,15 @@ def _show(title: str, items: dict) -> None:
 
 
 @app.command()
-def validate(directory: Path = typer.Argument(..., help="Folder with customers and events (.csv or .parquet)")):
-    """Check a data folder against the input contract; list every violation and exit 1 if any."""
+def validate(
+    directory: Path = typer.Argument(..., help="Folder with customers, events and optional assignments (.csv or .parquet)"),
+    config_dir: Optional[Path] = ConfigDir,
+):
+    """Check a data folder against the input contract and the action catalogue; list every violation, exit 1 if any."""
     from nextbest.contract import validate_dir
 
-    cust, ev, violations = validate_dir(directory)
+    s = settings_or_exit(config_dir)
+    cust, ev, violations = validate_dir(directory, s.actions)
     if violations:
         err.print(f"[red]{len(violations)} contract violation(s) in {directory}:[/red]")
         for v in violations:
@@ -234,12 +238,31 @@ def report(
 
 
 @app.command()
-def evaluate(config_dir: Optional[Path] = ConfigDir):
-    """Value of the policy against the oracle, the calendar baseline, random and no action."""
-    from analysis.evaluate import evaluate as run
+def evaluate(
+    seeds: int = typer.Option(0, "--seeds", min=0, help="Evaluate on this many fresh simulated worlds (each built and "
+                                                         "learned from scratch) instead of the data folder's world"),
+    customers: Optional[int] = typer.Option(None, "--customers", min=10,
+                                            help="Customers per fresh world / sampled from the data folder's world"),
+    config_dir: Optional[Path] = ConfigDir,
+):
+    """What the decisions add against doing nothing, on a simulated world's causal truth, beside the oracle,
+    the response-ranked policy, the calendar, random and no action (writes docs/evaluation.*)."""
+    from rich.table import Table
+
+    from analysis.evaluation import evaluate as run
+    from analysis.evaluation.document import HEADER, rows
 
     s = settings_or_exit(config_dir)
-    run(s, progress=True)
+    doc = run(s, seeds=seeds, customers=customers, progress=lambda m: console.print(f"[dim]{m}[/dim]"))
+    table = Table(title="true incremental value of one decision per customer")
+    for h in HEADER:
+        table.add_column(h, justify="left" if h == "policy" else "right")
+    for r in rows(doc):
+        table.add_row(*r)
+    console.print(table)
+    t = doc["targets"]
+    console.print(f"nextbest reaches {t['share_of_oracle']:.0%} of the oracle policy's value "
+                  f"({'met' if t['share_of_oracle_met'] else 'target 90% not met'}); written {doc['paths']['md']}")
 
 
 @app.command()

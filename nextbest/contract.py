@@ -1,21 +1,28 @@
-"""The input data contract: `customers` and `events` tables (CSV or Parquet).
+"""The input data contract: `customers` and `events` tables, and optional `assignments` (CSV or Parquet).
 
-Everything downstream reads data through :func:`load_world`, which validates
-first. :func:`validate_dir` reports every violation at once, each naming the
-file, the column, how many rows and example row numbers, so a data engineer
-knows what to fix.
+Everything downstream reads data through :func:`load_world` and
+:func:`load_assignments`, which validate first. :func:`validate_dir` reports
+every violation at once, each naming the file, the column, how many rows and
+example row numbers, so a data engineer knows what to fix.
+
+``assignments`` records who was eligible and *randomised* to which option -
+controls who received nothing included (``action_id = no_action``) - with the
+probability the assigning process gave that option: a campaign export with a
+random control group, an A/B/n test, or this product's own decision log. The
+outcomes are the ordinary events that follow. Effect models learn from it.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Mapping
 from zoneinfo import available_timezones
 
 import numpy as np
 import pandas as pd
 
-from nextbest.vocabulary import ATTRIBUTES, CHANNELS, EVENT_TYPES, MESSAGE_EVENTS
+from nextbest.vocabulary import CHANNELS, EVENT_TYPES, MESSAGE_EVENTS, NO_ACTION
 
 
 
@@ -54,7 +61,19 @@ EVENT_COLUMNS: tuple[Column, ...] = (
     Column("campaign_id", "string", False, "campaign or decision that sent a message"),
 )
 
+ASSIGNMENT_COLUMNS: tuple[Column, ...] = (
+    Column("customer_id", "string", True, "a customer_id of the customers table"),
+    Column("assigned_at", "timestamp", True, "when the option was assigned (sent or held out), ISO-8601 with offset"),
+    Column("action_id", "string", True, f"an action of the catalogue, or `{NO_ACTION}` for a customer deliberately held out"),
+    Column("channel", "string", False, f"channel of the assigned message; empty for `{NO_ACTION}`", allowed=CHANNELS),
+    Column("propensity", "float", False, "probability the assigning process gave this option, in (0, 1]; empty when "
+                                         "unknown (the row is then treated as not randomised)"),
+    Column("campaign_id", "string", False, "campaign (or A/B test) of the assignment"),
+    Column("decision_id", "string", False, "decision of this product behind the assignment"),
+)
+
 TABLES = {"customers": CUSTOMER_COLUMNS, "events": EVENT_COLUMNS}
+OPTIONAL_TABLES = {"assignments": ASSIGNMENT_COLUMNS}
 _TRUE = {"true", "1", "yes", "y", "t"}
 _FALSE = {"false", "0", "no", "n", "f", ""}
 MAX_EXAMPLES = 5
@@ -211,8 +230,9 @@ def validate_tables(customers: pd.DataFrame, events: pd.DataFrame, names: tuple[
     return cust, ev, out
 
 
-def validate_dir(directory: Path | str):
-    """Validate `customers` and `events` in a folder; return (customers, events, violations)."""
+def validate_dir(directory: Path | str, catalogue: Mapping | None = None):
+    """Validate `customers`, `events` and (when present) `assignments` in a folder against the contract and the
+    action catalogue; return (customers, events, violations)."""
     directory = Path(directory)
     out: list[Violation] = []
     paths = {}
@@ -225,10 +245,75 @@ def validate_dir(directory: Path | str):
         return None, None, out
     try:
         raw_c, raw_e = _read_raw(paths["customers"]), _read_raw(paths["events"])
+        a_path = find_table(directory, "assignments")
+        raw_a = _read_raw(a_path) if a_path is not None else None
     except Exception as e:  # unreadable file: say which
         return None, None, [Violation(str(directory), "*", f"cannot read: {e}")]
     cust, ev, out = validate_tables(raw_c, raw_e, (str(paths["customers"]), str(paths["events"])))
+    if raw_a is not None:
+        out += validate_assignments(raw_a, cust, catalogue, str(a_path))[1]
     return cust, ev, out
+
+
+def validate_assignments(assignments: pd.DataFrame, customers: pd.DataFrame | None, catalogue: Mapping | None,
+                         file: str = "assignments") -> tuple[pd.DataFrame, list[Violation]]:
+    """Validate a raw assignments frame against the customers table and the action catalogue (id -> Action);
+    return (assignments with coerced types, violations)."""
+    out: list[Violation] = []
+    a = _coerce(assignments.reset_index(drop=True), ASSIGNMENT_COLUMNS, file, out)
+    if {"customer_id", "action_id", "assigned_at"} - set(a.columns):
+        return a, out
+    if customers is not None and "customer_id" in customers:
+        known = a["customer_id"].isin(customers["customer_id"]).to_numpy() | a["customer_id"].isna().to_numpy()
+        if (~known).any():
+            out.append(_violation(file, "customer_id", "customer not in the customers table", ~known, a["customer_id"]))
+        if "registered_at" in customers:
+            reg = a["customer_id"].map(customers.drop_duplicates("customer_id").set_index("customer_id")["registered_at"])
+            early = (a["assigned_at"] < reg).fillna(False).to_numpy(bool)
+            if early.any():
+                out.append(_violation(file, "assigned_at", "assigned before the customer registered", early,
+                                      a["assigned_at"].astype(str)))
+    action = a["action_id"]
+    held = action.eq(NO_ACTION).to_numpy()
+    if catalogue is not None:
+        unknown = (action.notna() & ~action.isin([*catalogue, NO_ACTION])).to_numpy()
+        if unknown.any():
+            out.append(_violation(file, "action_id", f"not an action of the catalogue (nor {NO_ACTION})", unknown, action))
+    channel = a["channel"]
+    has_channel = channel.notna().to_numpy()
+    if (held & has_channel).any():
+        out.append(_violation(file, "channel", f"{NO_ACTION} sends nothing: leave its channel empty", held & has_channel,
+                              channel))
+    missing = ~held & action.notna().to_numpy() & ~has_channel
+    if missing.any():
+        out.append(_violation(file, "channel", "an assigned action needs its channel", missing, action))
+    if catalogue is not None:
+        allowed = {k: set(v.cost) for k, v in catalogue.items()}
+        wrong = np.array([bool(c) and act in allowed and c not in allowed[act]
+                          for act, c in zip(action.tolist(), channel.fillna("").tolist())])
+        if wrong.any():
+            out.append(_violation(file, "channel", "the catalogue does not allow this action on this channel", wrong,
+                                  action + " by " + channel.fillna("")))
+    p = a["propensity"].to_numpy(float)
+    bad = ~np.isnan(p) & ((p <= 0) | (p > 1))
+    if bad.any():
+        out.append(_violation(file, "propensity", "a propensity must be in (0, 1]", bad, a["propensity"]))
+    return a, out
+
+
+def load_assignments(directory: Path | str, catalogue: Mapping | None = None,
+                     customers: pd.DataFrame | None = None) -> pd.DataFrame | None:
+    """The validated assignments of a folder (sorted by time, ``randomised`` = a propensity is known), or None
+    when the folder has none; raise ContractError."""
+    directory = Path(directory)
+    path = find_table(directory, "assignments")
+    if path is None:
+        return None
+    a, violations = validate_assignments(_read_raw(path), customers, catalogue, str(path))
+    if violations:
+        raise ContractError(violations)
+    a["randomised"] = a["propensity"].notna()
+    return a.sort_values(["assigned_at", "customer_id"], kind="stable").reset_index(drop=True)
 
 
 def load_world(directory: Path | str) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -240,11 +325,17 @@ def load_world(directory: Path | str) -> tuple[pd.DataFrame, pd.DataFrame]:
     return cust, ev
 
 
-def write_world(directory: Path | str, customers: pd.DataFrame, events: pd.DataFrame, fmt: str = "parquet") -> Path:
-    """Write a world in the contract's layout."""
+def write_world(directory: Path | str, customers: pd.DataFrame, events: pd.DataFrame,
+                assignments: pd.DataFrame | None = None, fmt: str = "parquet") -> Path:
+    """Write a world in the contract's layout (assignments only when given; an older assignments file is removed)."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    for name, df in (("customers", customers), ("events", events)):
+    for ext in (".csv", ".parquet"):
+        (directory / f"assignments{ext}").unlink(missing_ok=True)
+    tables = [("customers", customers), ("events", events)]
+    if assignments is not None:
+        tables.append(("assignments", assignments))
+    for name, df in tables:
         for ext in (".csv", ".parquet"):
             (directory / f"{name}{ext}").unlink(missing_ok=True)
         if fmt == "parquet":
@@ -261,7 +352,7 @@ def write_world(directory: Path | str, customers: pd.DataFrame, events: pd.DataF
 def contract_markdown() -> str:
     """The contract as Markdown tables (the README's section is generated from this)."""
     lines = []
-    for name, cols in TABLES.items():
+    for name, cols in {**TABLES, **OPTIONAL_TABLES}.items():
         lines += [f"**{name}**", "", "| column | type | required | meaning |", "|---|---|---|---|"]
         for c in cols:
             allowed = f" Allowed: {', '.join(c.allowed)}." if c.allowed else ""

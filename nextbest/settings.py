@@ -16,7 +16,7 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from nextbest.vocabulary import CHANNELS, DEFAULT_FEATURE_SERVICE, DRIVERS, NO_ACTION, STAGES
+from nextbest.vocabulary import CHANNELS, DEFAULT_FEATURE_SERVICE, DRIVERS, NO_ACTION, OBJECTIVE_EVENTS, STAGES
 
 ENV_PREFIX = "NEXTBEST__"
 MAX_CUSTOMERS_PER_REQUEST = 10_000  # the largest serving.max_customers_per_request one may configure
@@ -26,6 +26,7 @@ DEFAULT_CONFIG_DIR = PROJECT_ROOT / "configs"
 Channel = Literal[CHANNELS]  # type: ignore[valid-type]
 Stage = Literal[STAGES]  # type: ignore[valid-type]
 Driver = Literal[DRIVERS]  # type: ignore[valid-type]
+ObjectiveEvent = Literal[OBJECTIVE_EVENTS]  # type: ignore[valid-type]
 
 
 class SettingsError(ValueError):
@@ -92,6 +93,14 @@ class Training(_Strict):
     seed: int = 7
 
 
+class Effects(_Strict):
+    """Learning what each action changes (training/effects.py)."""
+
+    min_assignments: int = Field(300, ge=1)  # randomised sends an action needs before its learned effect is used
+    min_controls: int = Field(200, ge=1)  # randomised controls needed to learn anything
+    max_rows: int = Field(600000, ge=1000)  # assignment rows sampled for training
+
+
 class MLflow(_Strict):
     tracking_uri: str = "sqlite:///mlruns/mlflow.db"
     artifact_root: Path = Path("mlruns/artifacts")
@@ -135,15 +144,34 @@ class Serving(_Strict):
         return v
 
 
+class Objective(_Strict):
+    """What success of an action is: how much of an event the customer produces within a horizon."""
+
+    event: ObjectiveEvent = "purchase"
+    measure: Literal["amount", "count"] = "amount"  # amount: sum of the events' amounts (purchases only)
+    horizon_days: int = Field(30, ge=1, le=365)
+
+    @model_validator(mode="after")
+    def _amount_of_purchases(self) -> "Objective":
+        if self.measure == "amount" and self.event != "purchase":
+            raise ValueError("measure 'amount' needs event 'purchase' (only purchases carry an amount); use 'count'")
+        return self
+
+
 class Action(_Strict):
+    """One entry of the action catalogue (configs/actions.yaml, documented there)."""
+
     stages: tuple[Stage, ...]
-    value: float = Field(ge=0)
+    objective: Objective = Objective()
+    value: float = Field(ge=0)  # currency per unit of the objective (amount: the margin share; count: per event)
+    incentive: float = Field(0.0, ge=0)  # currency paid per conversion of this action's message (a voucher...)
     cost: dict[Channel, float]
-    driver: Driver
-    lift: float = Field(gt=0, le=1)
+    driver: Driver  # prior only: the outcome score that scales the prior increment
+    lift: float = Field(ge=0)  # prior only: objective units an engaged (clicking) customer adds
     cooldown_days: int = Field(ge=0)
     requires: Literal["churn_or_rfm_drop", "missing_email"] | None = None
     max_tenure_days: int | None = Field(None, ge=1)
+    label: str | None = Field(None, max_length=60)  # how marketers read it in the report (default: from the id)
 
     @field_validator("cost")
     @classmethod
@@ -153,6 +181,11 @@ class Action(_Strict):
         if any(c < 0 for c in v.values()):
             raise ValueError("costs must be >= 0")
         return v
+
+    @property
+    def prior_per_click(self) -> float:
+        """The prior increment (currency) of one engaged customer, before the driver's score scales it."""
+        return self.lift * self.value - self.incentive
 
 
 class Cap(_Strict):
@@ -204,6 +237,7 @@ class Settings(_Strict):
     features: Features = Features()
     online_store: OnlineStore = OnlineStore()
     training: Training = Training()
+    effects: Effects = Effects()
     mlflow: MLflow = MLflow()
     serving: Serving = Serving()
     actions: dict[str, Action]

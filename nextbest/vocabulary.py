@@ -53,11 +53,18 @@ WEATHER: tuple[str, ...] = ("unknown", "sunny", "cloudy", "rain", "snow", "hot",
 NO_ACTION = "no_action"  # built in: never listed in the catalogue
 # what drives an action's success in its prior: the outcome model it multiplies by
 DRIVERS: tuple[str, ...] = ("response", "activation", "churn")
+# events an action's objective may count (purchases may also be summed by amount); message_converted
+# counts only the conversions of the action's own messages (a completed survey, a given e-mail address)
+OBJECTIVE_EVENTS: tuple[str, ...] = ("purchase", "visit", "message_converted")
 
 # --- models -------------------------------------------------------------------------
 HEADS: tuple[str, ...] = ("activation", "churn", "channel", "send_time")
-HEAD_KIND: dict[str, str] = {"activation": "binary", "churn": "binary", "channel": "binary", "send_time": "multiclass"}
-HEAD_METRIC: dict[str, str] = {"activation": "auc", "churn": "auc", "channel": "auc", "send_time": "top3_accuracy"}
+EFFECT_MODEL = "effect"  # what each action changes against doing nothing, learned from randomised assignments
+MODELS: tuple[str, ...] = (*HEADS, EFFECT_MODEL)  # everything the registry holds
+HEAD_KIND: dict[str, str] = {"activation": "binary", "churn": "binary", "channel": "binary", "send_time": "multiclass",
+                             EFFECT_MODEL: "uplift"}
+HEAD_METRIC: dict[str, str] = {"activation": "auc", "churn": "auc", "channel": "auc", "send_time": "top3_accuracy",
+                               EFFECT_MODEL: "qini"}
 CHAMPION, CHALLENGER = "champion", "challenger"
 
 # --- feature store ------------------------------------------------------------------

@@ -166,3 +166,77 @@ def test_cli_validate_exit_codes(tmp_path):
     bad = runner.invoke(app, ["validate", str(tmp_path)])
     assert bad.exit_code == 1
     assert "event_type" in bad.output and "events.csv" in bad.output
+
+
+# --------------------------------------------------------------------------- assignments
+
+
+def good_assignments() -> pd.DataFrame:
+    return pd.DataFrame({
+        "customer_id": ["a", "b", "c"],
+        "assigned_at": ["2025-01-10T09:00:00+00:00", "2025-01-10T09:00:00+00:00", "2025-01-10T09:00:00+00:00"],
+        "action_id": ["cross_sell", "no_action", "welcome"],
+        "channel": ["email", None, "push"],
+        "propensity": ["0.45", "0.1", None],
+        "campaign_id": ["ab-1", "ab-1", "ab-1"],
+    })
+
+
+@pytest.fixture(scope="module")
+def catalogue():
+    from nextbest.settings import DEFAULT_CONFIG_DIR, load_settings
+
+    return load_settings(DEFAULT_CONFIG_DIR, environ={}).actions
+
+
+def test_assignments_are_optional_and_loaded_typed(tmp_path, catalogue):
+    from nextbest.contract import load_assignments
+
+    c, e = good_tables()
+    write_world(tmp_path, c, e, fmt="csv")
+    assert load_assignments(tmp_path, catalogue) is None
+    write_world(tmp_path, c, e, good_assignments(), fmt="csv")
+    a = load_assignments(tmp_path, catalogue, load_world(tmp_path)[0])
+    assert str(a["assigned_at"].dtype) == "datetime64[ns, UTC]"
+    assert a["propensity"].tolist()[:2] == [0.45, 0.1] and pd.isna(a["propensity"].iloc[2])
+    assert a["randomised"].tolist() == [True, True, False]  # no propensity: not randomised
+
+
+@pytest.mark.parametrize("column, value, problem", [
+    ("action_id", "free_money", "not an action of the catalogue"),
+    ("propensity", "1.5", "(0, 1]"),
+    ("propensity", "0", "(0, 1]"),
+    ("assigned_at", "2024-12-01T00:00:00+00:00", "before the customer registered"),
+    ("customer_id", "zed", "not in the customers table"),
+    ("assigned_at", "2025-01-10 09:00", "timezone"),
+])
+def test_each_bad_assignment_is_named(tmp_path, catalogue, column, value, problem):
+    c, e = good_tables()
+    a = good_assignments()
+    a.loc[0, column] = value
+    write_world(tmp_path, c, e, a, fmt="csv")
+    _, _, violations = validate_dir(tmp_path, catalogue)
+    text = "\n".join(v.describe() for v in violations)
+    assert "assignments.csv" in text and f"'{column}'" in text and problem in text and "rows 1" in text, text
+
+
+def test_channels_of_assignments_follow_the_catalogue(tmp_path, catalogue):
+    c, e = good_tables()
+    a = good_assignments()
+    a.loc[1, "channel"] = "email"  # a held-out customer was sent nothing
+    a.loc[0, "channel"] = None  # an action needs its channel
+    a.loc[2, "channel"] = "print"  # welcome is not sent by print
+    write_world(tmp_path, c, e, a, fmt="csv")
+    text = "\n".join(v.describe() for v in validate_dir(tmp_path, catalogue)[2])
+    assert "no_action sends nothing" in text and "needs its channel" in text and "does not allow" in text
+
+
+def test_cli_validate_reads_the_catalogue(tmp_path):
+    from nextbest.cli import app
+
+    c, e = good_tables()
+    a = good_assignments()
+    a.loc[0, "action_id"] = "free_money"
+    write_world(tmp_path, c, e, a, fmt="csv")
+    res = CliRunner().invoke(app, ["validate", str(tmp_path)])
+    assert res.exit_code == 1 and "free_money" in res.output and "action_id" in res.output
