@@ -34,3 +34,44 @@ def message_inputs(X: np.ndarray, index: dict[str, int], channel_code: np.ndarra
         cols = np.array([index[f"{m}_{c}"] for c in CHANNELS])
         out[:, k] = X[np.arange(len(X)), cols[code]]
     return out
+
+
+# The effect model scores one (customer, action, channel) option per row: the customer's features, then
+# which option it is, how likely the customer is to respond to it on that channel at the chosen hour (the
+# channel head's P(click), context boosts included) and the outcome scores without contact.
+OPTION_INPUTS = ("opt_action_code", "opt_channel_code", "opt_response", "opt_p_activation", "opt_p_churn")
+
+
+def option_inputs(action_code, channel_code, p_response, p_activation, p_churn) -> np.ndarray:
+    """[n, len(OPTION_INPUTS)] for n options (action code = index in the catalogue the model was trained on)."""
+    cols = (action_code, channel_code, p_response, p_activation, p_churn)
+    n = max(np.size(c) for c in cols)
+    out = np.empty((n, len(OPTION_INPUTS)), np.float32)
+    for k, c in enumerate(cols):
+        out[:, k] = np.broadcast_to(np.asarray(c, np.float32), (n,))
+    return out
+
+
+def effect_matrix(model_features, X: np.ndarray, index: dict[str, int], action_code, channel_code, p_response,
+                  p_activation, p_churn) -> np.ndarray:
+    """The effect model's inputs for n options, in the model's own feature order: customer features by name
+    from the rows of `X` (columns `index`), then the OPTION_INPUTS."""
+    opt = option_inputs(action_code, channel_code, p_response, p_activation, p_churn)
+    cols = [opt[:, OPTION_INPUTS.index(f)] if f in OPTION_INPUTS else X[:, index[f]] for f in model_features]
+    return np.column_stack(cols).astype(np.float32) if cols else np.zeros((len(X), 0), np.float32)
+
+
+def effect_scale(X: np.ndarray, index: dict[str, int], amount, default: float) -> np.ndarray:
+    """What the effect model's output is multiplied by: the basket estimate where the action's objective is a
+    purchase amount (`amount` per row), else 1."""
+    basket = outcome_scale(X[:, index["monetary_365d"]], X[:, index["frequency_365d"]], default)
+    return np.where(np.asarray(amount, bool), basket, 1.0).astype(np.float32)
+
+
+def outcome_scale(monetary_365d: np.ndarray, frequency_365d: np.ndarray, default: float) -> np.ndarray:
+    """A customer's basket estimate (spend per purchase over the last year; `default` when they bought nothing):
+    what an amount outcome is measured against, so a large account's noise does not drown everyone's signal."""
+    freq = np.nan_to_num(np.asarray(frequency_365d, float), nan=0.0)
+    spend = np.nan_to_num(np.asarray(monetary_365d, float), nan=0.0)
+    basket = np.divide(spend, freq, out=np.full(len(freq), float(default)), where=freq >= 1)
+    return np.maximum(basket, 0.1 * float(default)).astype(np.float32)

@@ -262,7 +262,7 @@ def latest_snapshot(settings, names: Sequence[str] | None = None) -> tuple[np.nd
     pos = {f: j for j, f in enumerate(names)}
     fd = settings.features_dir
     ids = ts = tz = X = None
-    first_keys = None
+    first_keys = first_take = None
     for view, feats in views(tuple(settings.actions)).items():
         path = fd / f"{view}.parquet"
         if not path.exists():

@@ -54,16 +54,18 @@ class Sources:
     data_end: pd.Timestamp
     snapshot_times: list[pd.Timestamp]
     feature_list: list[str]
+    assignments: pd.DataFrame | None = None  # who was randomised to which option (None: the data has none)
 
 
 def load_sources(settings: Settings) -> Sources:
     from features.store import feature_names, snapshot_times
-    from nextbest.contract import load_world
+    from nextbest.contract import load_assignments, load_world
 
     customers, events = load_world(settings.world_dir)
+    assignments = load_assignments(settings.world_dir, settings.actions, customers)
     data_end = events["event_timestamp"].max()
     names = [f for f in feature_names(settings) if f not in CONTEXT]
-    return Sources(customers, events, data_end, snapshot_times(settings), names)
+    return Sources(customers, events, data_end, snapshot_times(settings), names, assignments)
 
 
 def model_inputs(head: str, feature_list: list[str]) -> list[str]:

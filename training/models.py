@@ -13,7 +13,6 @@ from sklearn.metrics import average_precision_score, log_loss, roc_auc_score
 
 from nextbest.model_contract import Head
 from nextbest.vocabulary import HEAD_KIND as KIND
-from nextbest.vocabulary import HEAD_METRIC as PRIMARY_METRIC
 
 DEFAULT_PARAMS = {
     "learning_rate": 0.1,

@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 
 from nextbest.model_contract import Head, connect, load_version, model_name
 from nextbest.settings import Settings
-from nextbest.vocabulary import CHAMPION, CHALLENGER, HEADS
+from nextbest.vocabulary import CHAMPION, CHALLENGER, MODELS
 from nextbest.vocabulary import HEAD_METRIC as PRIMARY_METRIC
 from training.models import metrics
 
@@ -23,22 +24,25 @@ class PromotionResult:
     champion_score: float | None = None
 
 
-def _score_on(head: str, model: Head, ds) -> float:
+def score_on(head: str, model: Head, ds) -> float:
+    """A head's primary metric on a dataset's held-out window (inputs matched by name)."""
     cols = [ds.features.index(f) if f in ds.features else -1 for f in model.features]
     X = np.column_stack([ds.test.X[:, c] if c >= 0 else np.full(len(ds.test.y), np.nan, np.float32) for c in cols])
     pred = model.predict(X.astype(np.float32))
     return metrics(head, ds.test.y, pred)[PRIMARY_METRIC[head]]
 
 
-def gate(settings: Settings, head: str, version: str, challenger: Head, ds, force: bool = False) -> PromotionResult:
-    """Make `version` the champion only if it beats the champion on the same held-out window by the margin."""
+def gate(settings: Settings, head: str, version: str, challenger: Head, score: Callable[[Head], float],
+         force: bool = False) -> PromotionResult:
+    """Make `version` the champion only if it beats the champion by the margin, both scored by `score` on the
+    same held-out window."""
     from mlflow import MlflowClient
 
     client = MlflowClient()
     name = model_name(settings, head)
     metric = PRIMARY_METRIC[head]
     margin = settings.training.promotion_margin
-    new = _score_on(head, challenger, ds)
+    new = score(challenger)
     try:
         current = client.get_model_version_by_alias(name, CHAMPION)
     except Exception:
@@ -49,7 +53,7 @@ def gate(settings: Settings, head: str, version: str, challenger: Head, ds, forc
     if str(current.version) == str(version):
         return PromotionResult(False, f"{name} v{version} is already the champion", new)
     champ = load_version(settings, head, current.version).head
-    old = _score_on(head, champ, ds)
+    old = score(champ)
     if new >= old + margin or force:
         client.set_registered_model_alias(name, CHAMPION, version)
         how = "forced: " if force and new < old + margin else ""
@@ -75,7 +79,7 @@ def promote(settings: Settings, head: str, version: int | None = None, force: bo
     except Exception as e:
         return PromotionResult(False, f"{name}: no version {ref!r} to promote ({str(e).splitlines()[0][:160]})")
     ds = build_dataset(settings, head, load_sources(settings))
-    result = gate(settings, head, cand.version, cand.head, ds, force=force)
+    result = gate(settings, head, cand.version, cand.head, lambda m: score_on(head, m, ds), force=force)
     if result.promoted:
         client.set_model_version_tag(name, cand.version, "promoted_by", "forced" if force else "gate")
     return result
@@ -91,7 +95,7 @@ def models_table(settings: Settings):
     table = Table(title="nextbest models")
     for col in ("model", "version", "aliases", "metric", "test", "baseline", "oracle", "created"):
         table.add_column(col, no_wrap=True)
-    for head in HEADS:
+    for head in MODELS:
         name = model_name(settings, head)
         try:
             versions = client.search_model_versions(f"name='{name}'")

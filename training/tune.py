@@ -69,7 +69,7 @@ def tune(settings: Settings, head: str, trials: int, dataset=None):
     import optuna
 
     from nextbest.model_contract import connect
-    from nextbest.vocabulary import HEADS
+    from nextbest.vocabulary import HEAD_KIND, HEADS
     from training import models as M
     from training.datasets import SkipHead, build_dataset, load_sources
 
@@ -81,7 +81,7 @@ def tune(settings: Settings, head: str, trials: int, dataset=None):
     except SkipHead as e:
         console.print(f"[yellow]cannot tune[/yellow] {e}")
         raise SystemExit(1) from None
-    metric = "binary_logloss" if M.KIND[head] == "binary" else "multi_logloss"
+    metric = "binary_logloss" if HEAD_KIND[head] == "binary" else "multi_logloss"
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(
         study_name=study_name(settings, head), storage=storage_url(settings), load_if_exists=True,

@@ -1,0 +1,104 @@
+"""What each action changes, learned from randomised assignments: the outcomes measured, a campaign with two
+competing e-mails learned and decided on customers it never saw."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tests.support import copy_configs, settings_for
+from tests.training.campaign import ACTION, campaign, group_of
+from training.outcomes import outcomes
+
+
+# --------------------------------------------------------------------------- outcomes
+
+
+def test_outcomes_value_the_objective_net_of_the_incentive():
+    from nextbest.settings import Objective
+
+    t = pd.Timestamp("2025-03-01", tz="UTC")
+    act = lambda **kw: type("A", (), {"objective": Objective(**kw.pop("objective", {})), **kw})  # noqa: E731
+    catalogue = {
+        "offer": act(value=0.3, incentive=5.0, objective={"horizon_days": 10}),
+        "survey": act(value=2.0, incentive=0.0, objective={"event": "message_converted", "measure": "count",
+                                                           "horizon_days": 10}),
+    }
+    assignments = pd.DataFrame({
+        "customer_id": ["a", "b", "c"], "assigned_at": [t, t, t], "action_id": ["offer", "no_action", "survey"],
+        "channel": ["email", None, "email"], "propensity": [0.5, 0.2, 0.3], "campaign_id": ["k1", "k1", "k1"]})
+    d = lambda n: t + pd.Timedelta(days=n)  # noqa: E731
+    events = pd.DataFrame({
+        "customer_id": ["a", "a", "a", "b", "b", "c", "c"],
+        "event_timestamp": [d(1), d(2), d(12), d(3), d(-1), d(1), d(2)],
+        "event_type": ["purchase", "message_converted", "purchase", "purchase", "purchase", "message_converted",
+                       "message_converted"],
+        "amount": [100.0, np.nan, 50.0, 40.0, 999.0, np.nan, np.nan],
+        "action_id": [None, "offer", None, None, None, "survey", "survey"],
+        "campaign_id": [None, "k1", None, None, None, "k1", "k2"]})
+    out = outcomes(assignments, events, catalogue, d(30)).set_index("customer_id")
+    assert out.loc["a", "y"] == pytest.approx(0.3 * 100 - 5.0)  # the purchase after 10 days is outside
+    assert np.isnan(out.loc["b", "y"]) and out.loc["b", "y_offer"] == pytest.approx(0.3 * 40)  # not the earlier one
+    assert out.loc["b", "y_survey"] == 0  # a control converts nothing
+    assert out.loc["c", "y"] == pytest.approx(2.0)  # only its own campaign's conversion
+    assert len(outcomes(assignments, events, catalogue, d(5))) == 0  # horizons not observed yet
+
+
+# --------------------------------------------------------------------------- a campaign
+
+
+@pytest.fixture(scope="module")
+def ab_campaign(tmp_path_factory):
+    """The campaign imported through the contract, everything learned, the held-out customers scored."""
+    from features import pipeline, store
+    from nextbest.contract import write_world
+    from nextbest.settings import DEFAULT_CONFIG_DIR, load_settings
+    from serving.batch import score
+    from training.train import train_all
+
+    root = tmp_path_factory.mktemp("ab")
+    defaults = list(load_settings(DEFAULT_CONFIG_DIR, environ={}).actions)
+    configs = copy_configs(root / "configs", drop_actions=defaults,
+                           add_actions={"email_x": ACTION, "email_y": ACTION})
+    s = settings_for(root, configs)
+    customers, events, assignments, held_out = campaign(n=2400, held_out=600)
+    write_world(s.world_dir, customers, events, assignments)
+    pipeline.build(s)
+    store.apply(s)
+    store.materialize(s)
+    results = {r.head: r for r in train_all(s)}
+    ids = root / "held_out.txt"
+    ids.write_text("\n".join(held_out) + "\n")
+    score(s, None, root / "decisions.parquet", ids=ids)
+    decisions = pd.read_parquet(root / "decisions.parquet")
+    decisions["group"] = group_of(customers.set_index("customer_id").loc[decisions["customer_id"]].reset_index())
+    return s, results, decisions
+
+
+@pytest.mark.slow
+def test_both_emails_are_learned_from_the_assignments(ab_campaign):
+    from nextbest.model_contract import load_version
+    from nextbest.vocabulary import CHAMPION, EFFECT_MODEL
+
+    s, results, _ = ab_campaign
+    assert results[EFFECT_MODEL].status == "trained", results[EFFECT_MODEL].message
+    contract = load_version(s, EFFECT_MODEL, CHAMPION).contract
+    assert set(contract["learned"]) == {"email_x", "email_y"}
+    assert results[EFFECT_MODEL].metrics["qini"] > results[EFFECT_MODEL].metrics["prior_qini"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("group, action", [("north_b2c", "email_x"), ("b2b", "email_y"), ("south_b2c", "no_action")])
+def test_each_customer_gets_the_email_that_works_for_them_or_nothing(ab_campaign, group, action):
+    """On customers the campaign never reached, the e-mail that truly works for their segment, and nothing for
+    those whom every e-mail puts off."""
+    _, _, d = ab_campaign
+    mine = d[(d["group"] == group) & ~d["control_group"]]
+    assert len(mine) > 50
+    share = (mine["action"].astype(str) == action).mean()
+    assert share >= 0.75, mine["action"].value_counts()  # a third by chance
+    if action != "no_action":
+        sent = mine[mine["action"].astype(str) == action]
+        assert sent["reasons"].astype(str).str.contains("best_ev").all()
+        assert not sent["fallbacks"].astype(str).str.contains("effect_model").any()  # learned, not the prior
