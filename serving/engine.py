@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from datetime import datetime, timezone
+from datetime import datetime
 
 import numpy as np
 import pandas as pd
@@ -40,6 +40,7 @@ def decide_arrays(policy, scorer: Scorer, feature_index: dict, ids, X: np.ndarra
         p_churn=None if scores is None else scores.p_churn,
         p_response=None if scores is None else scores.p_response,
         hour_dist=None if scores is None else scores.hour_dist,
+        effects=scorer.increments(X),
         **context,
     )
     return decide(inputs, policy, scorer.versions)

@@ -180,7 +180,8 @@ class CustomerDecision(BaseModel):
     )
     stage: Stage
     scores: DecisionScores
-    expected_value: float = Field(description="expected value of `action` net of its cost (0 for no_action)")
+    expected_value: float = Field(description="what `action` adds against sending nothing, in currency, net of its "
+                                              "cost (0 for no_action)")
     reasons: list[Reason]
     control_group: bool = Field(description="held out of the experiment: nothing is sent")
     holdout_action: str | None = Field(description="for the control group: the action it would have received")

@@ -1,5 +1,6 @@
 """Model scores for a batch of customers: the champions as native boosters on
-numpy, one predict call per head. Shared by the online service and batch scoring.
+numpy, one predict call per head, and the effect model's increments of the
+options the policy asks about. Shared by the online service and batch scoring.
 """
 
 from __future__ import annotations
@@ -11,8 +12,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from features.message import MESSAGE_INPUTS, message_inputs, message_stat_features
-from nextbest.vocabulary import CHANNELS
+from features.message import MESSAGE_INPUTS, OPTION_INPUTS, effect_matrix, effect_scale, message_inputs, message_stat_features
+from nextbest.vocabulary import CHANNELS, EFFECT_MODEL, HEADS
 
 log = logging.getLogger("nextbest.serving")
 
@@ -25,12 +26,37 @@ class Scores:
     hour_dist: np.ndarray | None  # [n, 24]
 
 
+class EffectIncrements:
+    """The effect model's increments (currency, before cost) for one batch of customers: what the policy calls
+    for the options it values (``serving.policy.rules.Increments``)."""
+
+    def __init__(self, model, X: np.ndarray, index: dict, min_assignments: int, n_jobs: int = 1):
+        c = model.contract
+        self.head, self.X, self.index, self.n_jobs = model.head, X, index, n_jobs
+        self._code = {a: i for i, a in enumerate(c["actions"])}
+        # an action's increments are used once it had enough randomised sends (effects.min_assignments)
+        self._learned = {a for a, n in c.get("assignments", {}).items() if n >= min_assignments}
+        self._scaled = set(c.get("scaled_actions", ()))
+        self._default = float(c.get("scale_default", 1.0))
+
+    def learned(self, action: str) -> bool:
+        return action in self._learned
+
+    def __call__(self, rows, action, channel, p_response, p_activation, p_churn, hour):
+        X = self.X[rows]
+        inputs = effect_matrix(self.head.features, X, self.index, self._code[action], channel, p_response,
+                               p_activation, p_churn)
+        scale = effect_scale(X, self.index, np.full(len(rows), action in self._scaled), self._default)
+        return self.head.predict(inputs, self.n_jobs) * scale
+
+
 @dataclass
 class Scorer:
     """Champion heads bound to the column layout of the online feature vector."""
 
     feature_names: list[str]
-    models: dict = field(default_factory=dict)  # head -> LoadedModel
+    models: dict = field(default_factory=dict)  # head -> LoadedModel (the four heads)
+    effect: object = None  # LoadedModel of the effect model, or None (decisions use the catalogue's priors)
     unavailable: dict = field(default_factory=dict)  # head -> reason
     _cols: dict = field(default_factory=dict)
     _index: dict = field(default_factory=dict)
@@ -38,10 +64,18 @@ class Scorer:
     _stat_cols: np.ndarray | None = None
     _stat_index: dict = field(default_factory=dict)
     n_jobs: int = 1  # threads per prediction: 1 online (small batches), more for batch scoring
+    min_assignments: int = 1  # randomised sends an action needs before its learned increments are used
     compiled: dict | None = None  # head -> compiled trees in use (None until compilation finished)
 
     def __post_init__(self):
         index = self._index = {f: i for i, f in enumerate(self.feature_names)}
+        if self.effect is not None:
+            missing = [f for f in self.effect.head.features if f not in OPTION_INPUTS and f not in index]
+            if missing:
+                self.unavailable[EFFECT_MODEL] = (f"{EFFECT_MODEL} v{self.effect.version} needs features the "
+                                                  f"feature service does not supply: {missing[:5]}")
+                log.error("refusing model: %s", self.unavailable[EFFECT_MODEL])
+                self.effect = None
         for head, m in list(self.models.items()):
             wanted = [f for f in m.head.features if f not in MESSAGE_INPUTS]
             missing = [f for f in wanted if f not in index]
@@ -66,8 +100,10 @@ class Scorer:
         when ready), "now" (compile before returning) or "no"."""
         from nextbest.model_contract import load_champions
 
-        loaded, missing = load_champions(settings)
-        scorer = cls(list(feature_names), loaded, dict(missing), n_jobs=n_jobs)
+        loaded, missing = load_champions(settings, (*HEADS, EFFECT_MODEL))
+        effect = loaded.pop(EFFECT_MODEL, None)
+        scorer = cls(list(feature_names), loaded, effect, dict(missing), n_jobs=n_jobs,
+                     min_assignments=settings.effects.min_assignments)
         cache = settings.data_dir / "serving" / "compiled"
         if compile == "now":
             scorer.compile(cache)
@@ -78,7 +114,8 @@ class Scorer:
     def compile(self, cache_dir) -> dict[str, bool]:
         """Compile every head's trees to native code (cached per model content); keep boosters on failure."""
         done = {}
-        for head, m in list(self.models.items()):
+        models = {**self.models, **({EFFECT_MODEL: self.effect} if self.effect is not None else {})}
+        for head, m in models.items():
             digest = hashlib.sha1(m.head.booster.model_to_string().encode()).hexdigest()[:12]
             done[head] = m.head.compile(cache_dir / f"{head}-v{m.version}-{digest}.so")
             if not done[head]:
@@ -88,7 +125,15 @@ class Scorer:
 
     @property
     def versions(self) -> dict[str, str]:
-        return {h: m.version for h, m in self.models.items()}
+        out = {h: m.version for h, m in self.models.items()}
+        if self.effect is not None:
+            out[EFFECT_MODEL] = self.effect.version
+        return out
+
+    def increments(self, X: np.ndarray) -> EffectIncrements | None:
+        """The effect model bound to the rows of X (None without an effect model: the catalogue's priors)."""
+        return None if self.effect is None else EffectIncrements(self.effect, X, self._index, self.min_assignments,
+                                                                 self.n_jobs)
 
     def score(self, X: np.ndarray, allowed_hours: np.ndarray | None = None) -> Scores:
         """Scores for the rows of X; the channel head is asked at each customer's best allowed hour."""

@@ -151,12 +151,16 @@ def scenarios(end: pd.Timestamp) -> dict[str, Scenario]:
         [_event("S-email-only", d(200), "registration"),
          *[_event("S-email-only", d(150 - 10 * k), "purchase", amount=30.0) for k in range(14)]])
 
-    # fintech activation: a fresh registrant who never bought, ignored two e-mails and clicked the one SMS
+    # fintech activation: a fresh registrant who never bought, ignored two e-mails, clicked the one SMS
     # (past the welcome's 14-day tenure and the nudge's 10-day cooldown, one SMS of the two a month allowed,
     # nothing in the last 7 days)
     hist = [*_send("S-sms-responder", d(19), "email", "welcome", "c-e-1"),
             *_send("S-sms-responder", d(16), "email", "welcome", "c-e-2"),
-            *_send("S-sms-responder", d(12), "sms", "activation_nudge", "c-s-1", opened=True, clicked=True)]
+            *_send("S-sms-responder", d(12), "sms", "activation_nudge", "c-s-1", opened=True, clicked=True),
+            # and is shopping: visits and an abandoned cart these last days
+            _event("S-sms-responder", d(3), "visit"), _event("S-sms-responder", d(2), "visit"),
+            _event("S-sms-responder", d(2) + pd.Timedelta(minutes=12), "cart_abandoned"),
+            _event("S-sms-responder", d(1), "visit")]
     s["sms_responder"] = Scenario(_customer("S-sms-responder", d(20), channels=("email", "sms")),
                                   [_event("S-sms-responder", d(20), "registration"), *hist])
 
@@ -190,7 +194,7 @@ def build_installation(root: Path, customers: int = 2500, days: int = 240, seed:
     cust["registered_at"] = pd.to_datetime(cust["registered_at"], utc=True)
     ev = pd.concat([world.events, pd.DataFrame([e for x in sc.values() for e in x.events])], ignore_index=True)
     ev["event_timestamp"] = pd.to_datetime(ev["event_timestamp"], utc=True)
-    write_world(s.world_dir, cust, ev)
+    write_world(s.world_dir, cust, ev, world.assignments)
     pipeline.build(s)
     store.apply(s)
     store.materialize(s)

@@ -64,9 +64,15 @@ def running_server(cmd: list[str], env: dict, log_path: Path, port: int, token: 
 
 @pytest.fixture(scope="session")
 def server(installation):
-    """`bentoml serve serving.service:NextBest` on a free port, with bearer-token auth on."""
+    """`bentoml serve serving.service:NextBest` on a free port, with bearer-token auth on.
+
+    Its decisions use the catalogue's priors (no action has enough randomised sends in this small world:
+    effects.min_assignments is set out of reach), so the case studies test the rules - eligibility,
+    consent, caps, relay, cooldowns, context - on predictable values; the learned effects are served and
+    tested in test_catalogue.py and tests/training/test_effects.py."""
     port = free_port()
-    env = {**settings_env(installation), "NEXTBEST__SERVING__AUTH_TOKEN": TOKEN}
+    env = {**settings_env(installation), "NEXTBEST__SERVING__AUTH_TOKEN": TOKEN,
+           "NEXTBEST__EFFECTS__MIN_ASSIGNMENTS": "1000000000"}
     cmd = [str(BIN / "bentoml"), "serve", "serving.service:NextBest", "--host", "127.0.0.1", "--port", str(port)]
     with running_server(cmd, env, installation.data_dir / "server.log", port, token=TOKEN) as client:
         yield client

@@ -15,12 +15,13 @@ from tests.support import build_installation, copy_configs, settings_env
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 NEW_ACTION = "mens_email"
-MENS_EMAIL = {
+MENS_EMAIL = {  # its own objective: purchases (not spend) over the next two weeks, 15 each
     "stages": ["active"],
-    "value": 24.0,
+    "objective": {"event": "purchase", "measure": "count", "horizon_days": 14},
+    "value": 15.0,
     "cost": {"email": 0.01},
     "driver": "response",
-    "lift": 0.45,
+    "lift": 0.5,
     "cooldown_days": 7,
 }
 LIMIT = 1000
@@ -49,6 +50,18 @@ def test_the_new_action_gets_features_and_models(menswear):
     assert f"days_since_action_{NEW_ACTION}" in loaded["churn"].head.features
 
 
+def test_the_new_action_is_learned_from_assignments_alone(menswear):
+    """No lift needed beyond a prior: the legacy campaigns' randomised sends of the new action teach its effect,
+    measured with its own objective."""
+    from nextbest.model_contract import load_version
+    from nextbest.vocabulary import CHAMPION, EFFECT_MODEL
+
+    contract = load_version(menswear, EFFECT_MODEL, CHAMPION).contract
+    assert contract["assignments"][NEW_ACTION] >= menswear.effects.min_assignments
+    assert NEW_ACTION in contract["learned"] and NEW_ACTION not in contract["scaled_actions"]
+    assert contract["objectives"][NEW_ACTION]["measure"] == "count"
+
+
 def test_batch_scoring_decides_the_new_action(menswear, tmp_path):
     from serving.batch import score
 
@@ -73,6 +86,9 @@ def test_serve_config_dir_serves_that_folder(menswear, tmp_path):
         assert len(decisions) == LIMIT
         new = [d for d in decisions if d["action"] == NEW_ACTION]
         assert new and all(d["channel"] == "email" and "best_ev" in {x["code"] for x in d["reasons"]} for d in new)
+        learned = [x["text"] for d in decisions for x in d["reasons"] if x["code"] == "best_ev"]
+        assert any("learned from randomised sends" in t for t in learned)  # served from the effect model
+        assert all(d["model_versions"].get("effect") for d in decisions)
         r = http.post("/next_action", json={"customer_ids": [*ids, "one-too-many"]})
         assert r.status_code == 400 and f"at most {LIMIT}" in r.text
         fb = {"decision_id": new[0]["decision_id"], "customer_id": new[0]["customer_id"], "event": "sent",

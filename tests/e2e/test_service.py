@@ -80,7 +80,7 @@ def test_known_customers_get_a_full_decision(all_decisions, installation, now):
         when = datetime.fromisoformat(r.send_at)
         assert when.tzinfo is not None and now < when <= now + timedelta(days=2)
         assert r.channel in CHANNELS and r.stage in STAGES
-        assert set(r.model_versions) == {"activation", "churn", "channel", "send_time"}
+        assert set(r.model_versions) == {"activation", "churn", "channel", "send_time", "effect"}
         assert not r.cold_start
         assert "best_ev" in {x["code"] for x in r.reasons}
 
@@ -220,13 +220,14 @@ def test_nobody_gets_more_emails_than_the_cap(server, installation, now):
     assert "cap_reached:email" in codes(after)
 
 
-def test_never_activated_registrant_is_nudged_where_they_respond(server):
-    d = one(server, "S-sms-responder")
-    assert d["stage"] == "registered"
-    assert d["action"] in ("activation_nudge", "activation_nudge_incentive"), d["reasons"]
-    assert "best_ev" in codes(d)
-    assert d["channel"] == "sms", (d["scores"], d["reasons"])
-    assert d["scores"]["response"]["sms"] > d["scores"]["response"]["email"]
+def test_never_activated_registrant_is_reached_where_they_respond(server):
+    """Ignored e-mails, a clicked SMS: the SMS outranks the e-mail, and an activation nudge, if one is worth its
+    cost, goes by SMS (the restricted request keeps the journey's own choice of action)."""
+    d = one(server, "S-sms-responder", restrict_actions=["activation_nudge", "activation_nudge_incentive"])
+    assert d["stage"] == "registered" and "restricted" in codes(d)
+    assert d["scores"]["response"]["sms"] > 2 * d["scores"]["response"]["email"]
+    assert d["channel"] in (None, "sms"), (d["scores"], d["reasons"])
+    assert codes(d) & {"best_ev", "nothing_worth_cost"}
 
 
 def test_context_trigger_changes_the_decision(server, now):

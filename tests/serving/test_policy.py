@@ -385,13 +385,13 @@ def test_unknown_customer_is_a_flagged_cold_start_with_an_answer(policy):
 def test_missing_model_is_flagged_and_replaced(policy):
     rows = [customer("at_risk", rfm_dropped=1)] * 2
     rec = decide(inputs(rows, {"email": 0.5}, p_churn=None), policy).to_records()[0]
-    assert rec["fallback"] and rec["fallbacks"] == ["churn_model"] and "fallback:churn_model" in codes(rec)
+    assert rec["fallback"] and rec["fallbacks"] == ["churn_model", "effect_model"] and "fallback:churn_model" in codes(rec)
     assert rec["scores"]["churn"] == pytest.approx(0.45)  # the at-risk prior
     p_act = np.array([0.3, np.nan], np.float32)
     d = decide(inputs([customer("registered", tenure_days=30)] * 2, {"email": 0.3}, p_activation=p_act), policy)
-    assert d.fallback.tolist() == [False, True]
+    assert d.fallbacks[:, FALLBACKS.index("activation_model")].tolist() == [False, True]
     d = decide(inputs(rows, p_response=None, hour_dist=None), policy)
-    assert set(d.to_records()[0]["fallbacks"]) == {"response_model", "send_time_model"}
+    assert set(d.to_records()[0]["fallbacks"]) == {"response_model", "send_time_model", "effect_model"}
     assert len(FALLBACKS) == d.fallbacks.shape[1]
 
 
