@@ -36,6 +36,7 @@ def _world_is_current(settings: Settings, customers: int) -> bool:
 
 
 def run_demo(settings: Settings, customers: int | None = None, serve_after: bool = True) -> dict:
+    from analysis.evaluation import evaluate
     from analysis.report import write_report
     from features import pipeline, store
     from nextbest.cli import world_oracle
@@ -52,23 +53,29 @@ def run_demo(settings: Settings, customers: int | None = None, serve_after: bool
                              "stop the other server, set NEXTBEST__SERVING__PORT, or run `nextbest demo --no-serve`")
     out: dict = {}
     t_start = time.perf_counter()
-    with stage(f"1/6 simulate a world of {customers:,} customers over {settings.world.days} days"):
+    with stage(f"1/7 simulate a world of {customers:,} customers over {settings.world.days} days"):
         if _world_is_current(settings, customers):
             console.print(f"world already simulated with these parameters: {settings.world_dir}")
         else:
             simulate(settings, customers=customers, days=settings.world.days, seed=settings.world.seed,
                      start=settings.world.start_date, out_dir=settings.world_dir, progress=True)
-    with stage("2/6 build point-in-time features"):
+    with stage("2/7 build point-in-time features"):
         out["features"] = pipeline.build(settings, progress=True)
-    with stage("3/6 register the feature repository and materialise the online store"):
+    with stage("3/7 register the feature repository and materialise the online store"):
         store.apply(settings)
         out["materialize"] = store.materialize(settings, progress=True)
-    with stage("4/6 train, track and gate the four models"):
+    with stage("4/7 train, track and gate the four heads and the effect model"):
         out["train"] = train_all(settings, progress=True, oracle=world_oracle(settings))
-    with stage("5/6 score the whole base (batch, same policy as online)"):
+    with stage("5/7 score the whole base (batch, same policy as online)"):
         scores_path = settings.data_dir / "scores" / "latest.parquet"
         out["score"] = score(settings, as_of=None, out=scores_path, ids=None, progress=True)
-    with stage("6/6 write the marketers' report"):
+    with stage("6/7 evaluate the decisions on the world's causal truth"):
+        out["evaluate"] = evaluate(settings, out_dir=settings.data_dir / "evaluation",
+                                   progress=lambda m: console.print(f"[dim]{m}[/dim]"))
+        t = out["evaluate"]["targets"]
+        console.print(f"nextbest adds {out['evaluate']['policies']['nextbest']['per_1000']:,.1f} per 1,000 customers "
+                      f"against doing nothing: {t['share_of_oracle']:.0%} of the oracle policy's value")
+    with stage("7/7 write the marketers' report"):
         report = write_report(settings)
         out["report"] = report
     console.print(Rule("[bold green]pipeline done"))

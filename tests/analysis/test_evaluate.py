@@ -1,168 +1,132 @@
-"""Policy evaluation against the simulator's truth, on a small simulated world with rule-based decisions."""
+"""Policy evaluation against the simulated world's causal truth, on a small world with rule-based decisions
+(no trained model: nextbest falls back to the catalogue's priors)."""
 
 from __future__ import annotations
 
 import json
 
-import pandas as pd
+import numpy as np
 import pytest
 
+from analysis.evaluation import evaluate
+from analysis.evaluation.single import DIAGNOSTICS, POLICIES, evaluate_world
+from analysis.evaluation.worlds import mean_interval
 from nextbest.vocabulary import CHANNELS, STAGES
-from nextbest.settings import DEFAULT_CONFIG_DIR, load_settings
-from analysis.evaluate import POLICIES, calendar_actions, evaluate
+from tests.support import settings_for
 
-MAIN = ("nextbest", "calendar", "random", "no_action")
-
-
-def settings_for(root):
-    return load_settings(DEFAULT_CONFIG_DIR, environ={
-        "NEXTBEST__PATHS__DATA_DIR": str(root / "data"),
-        "NEXTBEST__PATHS__MLRUNS_DIR": str(root / "mlruns"),
-        "NEXTBEST__MLFLOW__TRACKING_URI": f"sqlite:///{root}/mlruns/mlflow.db",
-        "NEXTBEST__MLFLOW__ARTIFACT_ROOT": str(root / "mlruns" / "artifacts"),
-    })
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
-    """A small simulated world with features built and registered, and no trained model (rule-based fallbacks)."""
+    """A small simulated world with features built and registered, no trained model."""
     from features import pipeline, store
     from simulator.world import simulate
 
     root = tmp_path_factory.mktemp("evaluate")
     s = settings_for(root)
-    simulate(s, customers=1500, days=120, seed=11, start="2025-01-06", out_dir=s.world_dir)
+    w = simulate(s, customers=1500, days=120, seed=11, start="2025-01-06", out_dir=s.world_dir)
     pipeline.build(s)
     store.apply(s)
-    return s, root
+    return s, root, w.oracle()
 
 
 @pytest.fixture(scope="module")
 def result(world):
-    s, root = world
-    return evaluate(s, out_dir=root / "docs")
+    s, root, oracle = world
+    return evaluate_world(s, oracle)
 
 
 def test_no_action_is_worth_nothing(result):
-    assert result["policies"]["no_action"]["value"] == 0
-    assert result["policies"]["no_action"]["sends"] == 0
-    assert (result["decisions"]["no_action_value"] == 0).all()
+    assert result["policies"]["no_action"]["value"] == 0 and result["policies"]["no_action"]["sends"] == 0
+    assert (result["values"]["no_action"] == 0).all()
 
 
-def test_oracle_policy_is_worth_the_most(result):
-    pol = result["policies"]
-    oracle = pol["oracle"]["value"]
-    assert oracle > 0
-    tol = 0.02 * abs(oracle) + 1e-6
-    for p in MAIN:
-        assert oracle >= pol[p]["value"] - tol, (p, pol[p]["value"], oracle)
-    assert pol["oracle_argmax"]["value"] >= oracle - tol
-    assert pol["oracle"]["share_of_oracle"] == pytest.approx(1.0)
-
-
-def test_the_policy_arithmetic_agrees_with_the_simulator(result):
-    """Fed the truth, the policy's own expected value is the oracle's, and with the EV-optimal hour it is the argmax."""
-    pol = result["policies"]
-    assert pol["oracle"]["believed_value"] == pytest.approx(pol["oracle"]["value"], rel=1e-3, abs=1e-3)
-    assert result["oracle_with_ev_hour"]["value"] == pytest.approx(pol["oracle_argmax"]["value"], rel=1e-3, abs=1e-3)
+def test_the_oracle_policy_is_worth_the_most(result):
+    """With the true effects the same rules pick, per customer, the option worth the most: no policy beats it."""
+    pol, values = result["policies"], result["values"]
+    assert pol["oracle"]["value"] > 0 and pol["oracle"]["share_of_oracle"] == pytest.approx(1.0)
+    for p in ("nextbest", "response_ranked", "calendar", "random"):
+        assert pol["oracle"]["value"] > pol[p]["value"], p
+    # and it never sends what is worth less than nothing
+    sends = result["choices"]["oracle"].sends
+    assert (values["oracle"][sends] > 0).all()
 
 
 def test_values_are_the_sum_of_the_customers_values(result):
-    d = result["decisions"]
-    assert len(d) == result["customers"]
-    for p in POLICIES:
-        assert d[f"{p}_value"].sum() == pytest.approx(result["policies"][p]["value"], abs=1e-3)
-        sent = d[f"{p}_action"] != "no_action"
-        assert (d.loc[~sent, f"{p}_value"] == 0).all()
-        assert sent.sum() == result["policies"][p]["sends"]
-
-
-def test_calendar_sends_one_action_at_one_hour_per_stage(world, result):
-    s, _ = world
-    per_stage = calendar_actions(s)
-    assert per_stage == {"registered": "activation_nudge", "activating": "second_use_nudge", "active": "cross_sell",
-                         "at_risk": "anti_attrition_offer", "lapsed": "win_back"}
-    d = result["decisions"]
-    sent = d[d["calendar_action"] != "no_action"]
-    assert len(sent) > 0
-    assert (sent["calendar_hour"] == 10).all()
-    for stage, group in sent.groupby("stage"):
-        assert set(group["calendar_action"]) == {per_stage[stage]}
-    assert set(sent["stage"]) <= set(STAGES)
+    for p in (*POLICIES, *DIAGNOSTICS):
+        assert result["policies"][p]["value"] == pytest.approx(result["values"][p].sum(), abs=1e-3)
+        assert result["policies"][p]["sends"] == int(result["choices"][p].sends.sum())
 
 
 def test_every_send_honours_consent_and_reachability(world, result):
-    s, _ = world
-    customers = pd.read_parquet(s.world_dir / "customers.parquet").set_index("customer_id")
-    d = result["decisions"].set_index("customer_id")
+    s, _, oracle = world
+    open_ = oracle.reachable(result["ids"])
+    for p in (*POLICIES, *DIAGNOSTICS):
+        c = result["choices"][p]
+        rows = np.flatnonzero(c.sends)
+        assert open_[rows, c.channel[rows]].all(), p
+        assert result["policies"][p]["consent_violations"] == 0
+
+
+def test_every_send_is_an_action_of_the_customers_stage_on_an_allowed_channel(world, result):
+    import pandas as pd
+
+    from features.store import historical_features
+
+    s, _, _ = world
+    feats = historical_features(s, pd.DataFrame({"customer_id": result["ids"], "event_timestamp": pd.Timestamp(
+        result["as_of"])}))
+    stage = feats["stage_code"].to_numpy().astype(int)
+    actions = list(s.actions)
     for p in POLICIES:
-        assert result["policies"][p]["consent_violations"] == 0, p
-        sent = d[d[f"{p}_action"] != "no_action"]
-        for c in CHANNELS:
-            ids = sent.index[sent[f"{p}_channel"] == c]
-            ok = customers.loc[ids, f"consent_{c}"] & customers.loc[ids, f"reachable_{c}"]
-            assert ok.all(), (p, c, list(ids[~ok.to_numpy()])[:5])
-        # sends go out outside quiet hours (21:00-08:00 local)
-        hours = sent[f"{p}_hour"].to_numpy()
-        assert ((hours >= 8) & (hours < 21)).all(), p
+        c = result["choices"][p]
+        for i in np.flatnonzero(c.sends)[:300]:
+            act = s.actions[actions[c.action[i]]]
+            assert STAGES[stage[i]] in act.stages and CHANNELS[c.channel[i]] in act.cost, (p, i)
 
 
-def test_every_send_is_an_eligible_action_on_an_allowed_channel(world, result):
-    s, _ = world
-    d = result["decisions"]
-    for p in POLICIES:
-        sent = d[d[f"{p}_action"] != "no_action"]
-        for (action, channel), _ in sent.groupby([f"{p}_action", f"{p}_channel"]):
-            assert channel in s.actions[action].cost, (p, action, channel)
-        for stage, group in sent.groupby("stage"):
-            assert all(stage in s.actions[a].stages for a in group[f"{p}_action"].unique()), (p, stage)
+def test_calendar_sends_one_action_per_stage_at_ten(world, result):
+    c = result["choices"]["calendar"]
+    assert c.sends.any() and set(c.hour[c.sends].tolist()) == {10}
 
 
-def test_outputs_have_the_documented_keys(world, result):
-    _, root = world
-    doc = json.loads((root / "docs" / "evaluation.json").read_text())
-    for key in ("as_of", "customers", "policies", "models", "head_swaps", "targets", "conclusion"):
-        assert key in doc
-    assert set(doc["policies"]) == set(POLICIES)
-    for p, r in doc["policies"].items():
-        for key in ("value", "per_1000", "share_of_oracle", "uplift_vs_calendar", "sends"):
-            assert key in r, (p, key)
-        assert r["per_1000"] == pytest.approx(r["value"] / doc["customers"] * 1000, rel=1e-3, abs=1e-3)
-    assert set(doc["models"]) == {"activation", "churn", "channel", "send_time"}
-    assert "channel_agreement" in doc["models"]["channel"]
-    assert "send_hour" in doc["models"]["send_time"]
-    assert pd.Timestamp(doc["as_of"]).tzinfo is not None
-    md = (root / "docs" / "evaluation.md").read_text()
-    assert "](evaluation.png)" in md and "| nextbest |" in md
-    assert (root / "docs" / "evaluation.png").stat().st_size > 10_000
+def test_wrong_lifts_change_what_the_priors_choose(result):
+    a = result["choices"]["response_ranked"]
+    b = result["choices"]["response_ranked_wrong_lifts"]
+    assert (a.action != b.action).any()
 
 
-def test_the_run_is_logged_to_mlflow(world, result):
+def test_outputs_documents_and_mlflow(world):
     import mlflow
     from mlflow import MlflowClient
 
-    s, _ = world
-    mlflow.set_tracking_uri(s.tracking_uri)
-    run = MlflowClient().get_run(result["run_id"])
-    assert run.info.run_name.startswith("evaluate-")
-    assert run.data.metrics["nextbest_value"] == pytest.approx(result["policies"]["nextbest"]["value"])
-    artifacts = {a.path for a in MlflowClient().list_artifacts(result["run_id"], "evaluation")}
-    assert {"evaluation/evaluation.json", "evaluation/evaluation.md", "evaluation/evaluation.png"} <= artifacts
+    from nextbest.model_contract import connect
 
-
-def test_a_sample_and_an_earlier_decision_time(world, tmp_path):
-    s, _ = world
-    from features.store import snapshot_times
-
-    times = snapshot_times(s)
-    asked = times[-3] + pd.Timedelta(hours=5)
-    r = evaluate(s, as_of=asked.isoformat(), customers=200, out_dir=tmp_path, log_mlflow=False)
-    assert r["customers"] == 200
-    assert pd.Timestamp(r["as_of"]) == times[-3]  # moved back to the snapshot
-    assert pd.Timestamp(r["requested_as_of"]) == asked
-    assert r["policies"]["no_action"]["value"] == 0
+    s, root, _ = world
+    doc = evaluate(s, out_dir=root / "docs")
+    for kind in ("json", "md", "png"):
+        assert (root / "docs" / f"evaluation.{kind}").stat().st_size > 500
+    data = json.loads((root / "docs" / "evaluation.json").read_text())
+    assert set(data["policies"]) == {*POLICIES, *DIAGNOSTICS}
+    assert {"share_of_oracle", "share_of_oracle_met"} <= set(data["targets"])
+    assert (s.data_dir / "evaluation" / "latest.json").exists()
+    md = (root / "docs" / "evaluation.md").read_text()
+    assert "oracle policy (same rules, true effects)" in md and "calendar baseline" in md
+    connect(s)
+    run = MlflowClient().get_run(doc["run_id"])
+    assert run.data.metrics["no_action_per_1000"] == 0 and "nextbest_per_1000" in run.data.metrics
+    assert mlflow.artifacts.list_artifacts(run_id=doc["run_id"], artifact_path="evaluation")
 
 
 def test_needs_a_simulated_world(tmp_path):
+    s = settings_for(tmp_path)
     with pytest.raises(SystemExit, match="simulated world"):
-        evaluate(settings_for(tmp_path), out_dir=tmp_path / "docs")
+        evaluate(s, out_dir=tmp_path / "docs")
+
+
+def test_interval_over_worlds():
+    c = mean_interval([1.0, 2.0, 3.0, 4.0, 5.0])
+    assert c["mean"] == 3.0 and c["n"] == 5
+    assert c["low"] == pytest.approx(3.0 - 2.776 * np.std([1, 2, 3, 4, 5], ddof=1) / np.sqrt(5))
+    assert mean_interval([2.0])["low"] is None and mean_interval([])["mean"] is None

@@ -4,7 +4,6 @@ import zlib
 
 import numpy as np
 import pandas as pd
-import pytest
 
 from features import pipeline
 from features.names import customer_features, views

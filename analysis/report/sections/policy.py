@@ -197,9 +197,9 @@ def _pressure(ctx: _Context, scores: pd.DataFrame, acted: pd.Series) -> str:
 
 
 _POLICY_TEXT = {
-    "oracle_argmax": "Best possible (true scores, best action)",
-    "oracle": "Same rules with true scores",
-    "nextbest": "This policy (nextbest)",
+    "oracle": "Best possible (same rules, true effects)",
+    "nextbest": "This policy (nextbest, learned effects)",
+    "response_ranked": "Ranked by response (catalogue priors)",
     "calendar": "Calendar campaigns",
     "random": "Random eligible message",
     "no_action": "No action",
@@ -236,9 +236,9 @@ def _evaluation_block(ctx: _Context) -> str:
 
 
 def _evaluation_chart(ctx: _Context, data: dict, policies: dict, path: Path) -> str:
-    names = [k for k in _POLICY_TEXT if k in policies] + [k for k in policies if k not in _POLICY_TEXT]
+    names = [k for k in _POLICY_TEXT if k in policies]
     vals = np.array([float(policies[k].get("value") or 0.0) for k in names])
-    colors = {"nextbest": MODEL, "calendar": PREVIOUS, "oracle": ORACLE, "oracle_argmax": ORACLE}
+    colors = {"nextbest": MODEL, "calendar": PREVIOUS, "oracle": ORACLE}
     fig = _figure(8.6, 0.42 * len(names) + 1.0)
     ax = fig.add_subplot()
     y = np.arange(len(names))[::-1]
@@ -255,7 +255,7 @@ def _evaluation_chart(ctx: _Context, data: dict, policies: dict, path: Path) -> 
                      + (f", {per:.2f} each)" if sends and per is not None else (")" if sends else "")))
     _barh_labels(ax, bars, texts)
     ax.axvline(0, color=MUTED, lw=0.8)
-    ax.set_xlabel("true expected value of today's decisions (currency units)")
+    ax.set_xlabel("true value today's decisions add against doing nothing (currency units)")
     ax.xaxis.set_major_formatter(_thousands())
     nb, cal = policies["nextbest"], policies["calendar"]
     v_nb, v_cal = float(nb.get("value") or 0), float(cal.get("value") or 0)
@@ -269,8 +269,8 @@ def _evaluation_chart(ctx: _Context, data: dict, policies: dict, path: Path) -> 
     ctx.facts.update({"eval_value_nextbest": v_nb, "eval_value_calendar": v_cal})
     as_of = data.get("as_of")
     n = data.get("customers")
-    note = ("Measured by <code>nextbest evaluate</code> with the simulator's hidden truth: the true expected value of "
-            "one decision per customer" + (f" for the same {int(n):,} customers" if n else "")
+    note = ("Measured by <code>nextbest evaluate</code> with the simulator's causal truth: what one decision per "
+            "customer truly adds against sending nothing, net of costs and incentives," + (f" for the same {int(n):,} customers" if n else "")
             + (f" as of {_e(_date(as_of))}" if as_of else "") + ", every strategy under the same contact rules. "
             f"The calendar campaigns send each stage's usual action at 10:00 whatever it is worth; no action is "
             f"worth 0. Source: {_e(path)}.")

@@ -1,5 +1,7 @@
-"""5. Control group and uplift: treated vs control purchase rate with a 95% confidence interval and the
-incremental value, for the legacy campaigns of a simulated world (``world/targets.parquet``; a target converts when
+"""5. Control group and uplift: what each action changes against doing nothing, as the effect model learned it
+from the randomised sends (its increment per message with a 95% confidence interval on the held-out window, and
+how well the model ranks who it works for), then treated vs control purchase rate with a 95% confidence interval
+and the incremental value, for the legacy campaigns of a simulated world (``world/targets.parquet``; a target converts when
 the customer buys within :data:`UPLIFT_DAYS` days of the planned send) and for the service's logged decisions with
 ``converted`` feedback (``<data_dir>/serving/history.db``)."""
 
@@ -38,10 +40,65 @@ def _section_uplift(ctx: _Context, sec: _Section) -> None:
                 "in purchases between the customers who got the message and this control group is what the "
                 "messages caused.")
     sec.add(_glossary_inline(("Control group", "Uplift", "95% confidence interval")))
+    sec.add("<h3>What each action changes</h3>")
+    sec.add(_learned_uplift(ctx))
     sec.add("<h3>Legacy campaigns</h3>")
     sec.add(_legacy_uplift(ctx))
     sec.add("<h3>Decisions of the service</h3>")
     sec.add(_service_uplift(ctx))
+
+
+def _learned_uplift(ctx: _Context) -> str:
+    """The effect champion's per-action increments (test window, treated vs eligible controls) with intervals."""
+    import tempfile
+    from pathlib import Path
+
+    from analysis.report.data import _json_artifact, _versions
+    from nextbest.model_contract import connect, model_name
+    from nextbest.vocabulary import CHAMPION, EFFECT_MODEL
+
+    client = connect(ctx.settings)
+    versions = [v for v in _versions(client, model_name(ctx.settings, EFFECT_MODEL)) if CHAMPION in v.aliases]
+    if not versions:
+        return _missing("No effect model yet: the data has no randomised assignments (controls held out, options "
+                        "drawn at random), so what each action changes cannot be learned; decisions use the "
+                        "catalogue's priors.")
+    v = versions[-1]
+    with tempfile.TemporaryDirectory() as tmp:
+        report = _json_artifact(v.run_id, "evaluation/uplift.json", Path(tmp))
+        contract = _json_artifact(v.run_id, "contract.json", Path(tmp)) or {}
+    rows = [(a, e) for a, e in (report or {}).get("actions", {}).items() if "increment" in e]
+    if not rows:
+        return _missing("The effect model's held-out window has too few randomised sends per action to show.")
+    learned = set(contract.get("learned", {}))
+    rows.sort(key=lambda r: r[1]["increment"])
+    fig = _figure(8.6, 0.42 * len(rows) + 1.2)
+    ax = fig.add_subplot()
+    y = np.arange(len(rows))
+    inc = np.array([e["increment"] for _, e in rows])
+    lo = inc - np.array([e["ci_low"] for _, e in rows])
+    hi = np.array([e["ci_high"] for _, e in rows]) - inc
+    colors = [GOOD if e["ci_low"] > 0 else (BAD if e["ci_high"] < 0 else BASE) for _, e in rows]
+    ax.barh(y, inc, xerr=np.vstack([lo, hi]), color=colors, height=0.6, capsize=3, ecolor=INK)
+    ax.set_yticks(y, [action_text(a) + ("" if a in learned else " (prior)") for a, _ in rows])
+    ax.axvline(0, color=MUTED, lw=0.8)
+    ax.set_xlabel("increment per message against the control group (currency, objective value net of incentives)")
+    proven = [action_text(a) for a, e in rows if e["ci_low"] > 0]
+    title = (f"{', '.join(proven[:3])} proven to add value against doing nothing" if proven
+             else "No action is yet proven to add value on the held-out weeks")
+    table = pd.DataFrame([{
+        "action": action_text(a), "messages": f"{e['treated']:,}", "controls": f"{e['controls']:,}",
+        "increment": f"{e['increment']:+,.2f} [{e['ci_low']:+,.2f}, {e['ci_high']:+,.2f}]",
+        "ranking (Qini): model": f"{e.get('qini', float('nan')):+,.2f}",
+        "prior": f"{e.get('prior_qini', float('nan')):+,.2f}",
+        "learned": "yes" if a in learned else "no: prior",
+    } for a, e in reversed(rows)]).set_index("action")
+    note = (f"Effect model v{v.version}, held-out weeks from {_e(str(contract.get('time_range', {}).get('test_from', ''))[:10])}: "
+            "each message's outcome (the action's objective in currency, minus the incentive it paid) against the "
+            "randomised controls of the same stages, 95% intervals. The Qini coefficient says how much better than "
+            "random the model ranks who each action works for (the prior: ranking by response and driver score).")
+    return _grid(_chart(fig, title, note, wide=True)) + _details("The increments and rankings, action by action",
+                                                               _table(table, cls="compact"))
 
 
 def _legacy_uplift(ctx: _Context) -> str:

@@ -1,0 +1,93 @@
+"""Several simulated worlds, one per seed, each built and learned from scratch, then evaluated the same way:
+the policies' true incremental value with a 95% confidence interval over the worlds."""
+
+from __future__ import annotations
+
+import math
+import time
+from datetime import timedelta
+from pathlib import Path
+
+import numpy as np
+
+from analysis.evaluation.single import DIAGNOSTICS, LABELS, POLICIES, evaluate_world
+from nextbest.settings import Settings
+
+T_975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262, 10: 2.228,
+         12: 2.179, 15: 2.131, 20: 2.086, 30: 2.042}
+
+
+def t_quantile(df: int) -> float:
+    """The 97.5% quantile of Student's t with `df` degrees of freedom (for a two-sided 95% interval)."""
+    if df <= 0:
+        return float("nan")
+    known = [k for k in T_975 if k <= df]
+    return T_975[max(known)] if df < 30 else 1.96
+
+
+def mean_interval(values: list[float]) -> dict:
+    """Mean and two-sided 95% t-interval of a small sample (one value per world)."""
+    x = np.asarray([v for v in values if v is not None and np.isfinite(v)], float)
+    if not len(x):
+        return {"mean": None, "low": None, "high": None, "n": 0}
+    m = float(x.mean())
+    if len(x) < 2:
+        return {"mean": m, "low": None, "high": None, "n": 1}
+    half = t_quantile(len(x) - 1) * float(x.std(ddof=1)) / math.sqrt(len(x))
+    return {"mean": m, "low": m - half, "high": m + half, "n": int(len(x))}
+
+
+def world_settings(settings: Settings, root: Path, seed: int) -> Settings:
+    """Settings whose data and MLflow store live under `root` (one world of the evaluation)."""
+    paths = settings.paths.model_copy(update={"data_dir": root / "data", "mlruns_dir": root / "mlruns",
+                                              "reports_dir": root / "reports"})
+    mlflow = settings.mlflow.model_copy(update={"tracking_uri": f"sqlite:///{root / 'mlruns' / 'mlflow.db'}",
+                                                "artifact_root": root / "mlruns" / "artifacts"})
+    world = settings.world.model_copy(update={"seed": seed})
+    return settings.model_copy(update={"paths": paths, "mlflow": mlflow, "world": world})
+
+
+def build_world(settings: Settings, customers: int, progress=None) -> object:
+    """Simulate, build features, train every model; return the world's oracle."""
+    from features import pipeline, store
+    from simulator.world import simulate
+    from training.train import train_all
+
+    step = progress or (lambda msg: None)
+    w = settings.world
+    step(f"seed {w.seed}: simulating {customers:,} customers over {w.days} days")
+    world = simulate(settings, customers=customers, days=w.days, seed=w.seed, start=w.start_date,
+                     out_dir=settings.world_dir)
+    step(f"seed {w.seed}: features")
+    pipeline.build(settings)
+    store.apply(settings)
+    store.materialize(settings)
+    step(f"seed {w.seed}: training the heads and the effect model")
+    train_all(settings, oracle=world.oracle())
+    return world.oracle()
+
+
+def evaluate_worlds(settings: Settings, seeds: list[int], customers: int, root: Path, progress=None) -> dict:
+    """Build and evaluate one world per seed under `root`; aggregate each policy's value per 1,000 customers and
+    share of the oracle's value with 95% intervals over the worlds."""
+    step = progress or (lambda msg: None)
+    t0 = time.perf_counter()
+    runs = []
+    for seed in seeds:
+        s = world_settings(settings, root / f"seed-{seed}", seed)
+        oracle = build_world(s, customers, progress)
+        step(f"seed {seed}: evaluating")
+        r = evaluate_world(s, oracle)
+        runs.append({"seed": seed, **{k: v for k, v in r.items() if k not in ("ids", "choices", "values")}})
+    summary = {}
+    for p in (*POLICIES, *DIAGNOSTICS):
+        summary[p] = {
+            "label": LABELS[p],
+            "per_1000": mean_interval([r["policies"][p]["per_1000"] for r in runs]),
+            "share_of_oracle": mean_interval([r["policies"][p]["share_of_oracle"] for r in runs]),
+            "send_rate": mean_interval([r["policies"][p]["send_rate"] for r in runs]),
+        }
+    return {"worlds": len(runs), "seeds": list(seeds), "customers": customers, "days": settings.world.days,
+            "summary": summary, "runs": runs, "seconds": round(time.perf_counter() - t0, 1),
+            "start": str(settings.world.start_date), "end": str(settings.world.start_date + timedelta(
+                days=settings.world.days))}
