@@ -4,6 +4,8 @@
 * churn      - recency only: days since the last purchase
 * channel    - the channel's overall click rate in the training window
 * send_time  - the most popular engagement hour in the training window
+
+and, for churn on a transactions-only log, BG/NBD (:mod:`training.btyd`), the field's classic model.
 """
 
 from __future__ import annotations
@@ -40,6 +42,25 @@ def baseline_metrics(ds) -> tuple[str, dict]:
         return name, M.multiclass_metrics(ds.test.y, s)
     y = ds.test.y
     return name, {"auc": float(M.roc_auc_score(y, s))}
+
+
+def btyd_metrics(ds, events: pd.DataFrame, settings) -> dict:
+    """BG/NBD beside the churn head on a transactions-only log ({} otherwise): fitted on the purchases before
+    the test window, it scores each test row from the purchases before the row's time. ``btyd_auc`` ranks by
+    expected purchases over the head's horizon, ``btyd_p_alive_auc`` by the probability of being alive."""
+    from training import btyd
+
+    if ds.head != "churn" or not btyd.transactions_only(events):
+        return {}
+    purchases = btyd.purchase_days(events)
+    try:
+        model = btyd.fit(purchases, pd.Timestamp(ds.time_range["test_from"]), btyd.compile_dir(settings))
+    except ValueError:  # too few repeat buyers before the test window
+        return {}
+    s = btyd.scores_at(model, purchases, ds.test.frame, ds.horizon_days)
+    y = ds.test.y  # 1 = no purchase within the horizon: the fewer purchases expected, the likelier
+    return {"btyd_auc": float(M.roc_auc_score(y, -s["expected_purchases"])),
+            "btyd_p_alive_auc": float(M.roc_auc_score(y, -s["p_alive"]))}
 
 
 def oracle_scores(ds, oracle, settings) -> np.ndarray | None:

@@ -93,6 +93,7 @@ def train_head(settings: Settings, head: str, src, use_tuned: bool = True, oracl
     pred = predict_test(head, model, ds)
     test_metrics = M.metrics(head, ds.test.y, pred)
     base_name, base = B.baseline_metrics(ds)
+    base.update(B.btyd_metrics(ds, src.events, settings))
     oracle_pred = B.oracle_scores(ds, oracle, settings)
     orc = B.oracle_metrics(ds, oracle, settings)
     contract = {
