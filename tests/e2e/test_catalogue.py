@@ -9,8 +9,8 @@ import subprocess
 import pandas as pd
 import pytest
 
-from tests.e2e.conftest import BIN, free_port, running_server
-from tests.support import build_installation, copy_configs, settings_env
+from tests.e2e.conftest import BIN, running_server
+from tests.support import build_installation, copy_configs, free_port, settings_env
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
