@@ -12,13 +12,14 @@ Every worker process of the service opens the same file.
 
 from __future__ import annotations
 
-import contextlib
+import json
 import sqlite3
-import threading
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Sequence
 
 import pandas as pd
+
+from serving.sqlite import SqliteFile
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS decisions (
@@ -39,44 +40,12 @@ class HistoryUnavailable(RuntimeError):
 class ContactHistory:
     def __init__(self, path: Path | str, sync: str = "normal", create: bool = True):
         self.path = Path(path)
-        self.sync = sync.upper()
-        if create:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            with contextlib.closing(sqlite3.connect(self.path, isolation_level=None, timeout=30)) as c:
-                c.execute("PRAGMA journal_mode=WAL")
-                c.executescript(_SCHEMA)
-                _migrate(c)
-        self._local = threading.local()
-
-    def _conn(self) -> sqlite3.Connection:
-        conn = getattr(self._local, "conn", None)
-        if conn is None:
-            if not self.path.exists():
-                raise HistoryUnavailable(f"decision log {self.path} is missing")
-            conn = sqlite3.connect(f"file:{self.path}?mode=rw", uri=True, isolation_level=None, timeout=30,
-                                   check_same_thread=False)
-            conn.execute(f"PRAGMA synchronous={self.sync}")
-            self._local.conn = conn
-        return conn
-
-    @contextlib.contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
-        try:
-            conn = self._conn()
-            conn.execute("BEGIN IMMEDIATE")
-        except sqlite3.Error as e:
-            raise HistoryUnavailable(f"decision log {self.path}: {e}") from None
-        try:
-            yield conn
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
+        self.db = SqliteFile(path, "decision log", HistoryUnavailable, sync, create=_create if create else None)
 
     def log_decisions(self, records: list[dict], texts: Sequence[str], decided_at: str,
                       request_id: str | None) -> None:
         """Commit a request's decisions (and the JSON each was answered with) in one transaction."""
-        with self._tx() as conn:
+        with self.db.tx() as conn:
             conn.executemany("INSERT OR IGNORE INTO decisions VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                              _rows(records, texts, decided_at, request_id))
 
@@ -84,73 +53,61 @@ class ContactHistory:
         """The JSON already answered for those of ``decision_ids`` that were decided before."""
         ids = list(decision_ids)
         out: dict[str, str] = {}
-        try:
-            conn = self._conn()
+        with self.db.guard():
+            conn = self.db.conn()
             for lo in range(0, len(ids), 500):
                 part = ids[lo:lo + 500]
                 q = f"SELECT decision_id, record FROM decisions WHERE decision_id IN ({','.join('?' * len(part))})"
                 out.update({d: r for d, r in conn.execute(q, part) if r is not None})
-        except sqlite3.Error as e:
-            raise HistoryUnavailable(f"decision log {self.path}: {e}") from None
         return out
 
     def decision(self, decision_id: str) -> dict | None:
-        try:
-            cur = self._conn().execute("SELECT * FROM decisions WHERE decision_id = ?", (decision_id,))
+        with self.db.guard():
+            cur = self.db.conn().execute("SELECT * FROM decisions WHERE decision_id = ?", (decision_id,))
             row = cur.fetchone()
-        except sqlite3.Error as e:
-            raise HistoryUnavailable(f"decision log {self.path}: {e}") from None
         return None if row is None else dict(zip([c[0] for c in cur.description], row))
 
     def has_feedback(self, decision_id: str, event: str) -> bool:
-        row = self._conn().execute("SELECT 1 FROM feedback WHERE decision_id = ? AND event = ?",
-                                   (decision_id, event)).fetchone()
+        with self.db.guard():
+            row = self.db.conn().execute("SELECT 1 FROM feedback WHERE decision_id = ? AND event = ?",
+                                         (decision_id, event)).fetchone()
         return row is not None
 
     def log_feedback(self, decision_id: str, customer_id: str, event: str, channel: str | None,
                      action_id: str | None, amount: float | None, ts: pd.Timestamp) -> bool:
         """Store one event of a decision; False when that event was already stored (a retry)."""
-        with self._tx() as conn:
+        with self.db.tx() as conn:
             cur = conn.execute("INSERT OR IGNORE INTO feedback VALUES (?,?,?,?,?,?,?)",
                                (decision_id, customer_id, event, channel, action_id, amount, ts.isoformat()))
             return cur.rowcount == 1
 
     def ping(self) -> None:
-        if not self.path.exists():
-            raise HistoryUnavailable(f"decision log {self.path} is missing")
-        try:
-            with contextlib.closing(sqlite3.connect(f"file:{self.path}?mode=rw", uri=True, timeout=5)) as c:
-                c.execute("SELECT 1 FROM decisions LIMIT 1").fetchall()
-        except sqlite3.Error as e:
-            raise HistoryUnavailable(f"decision log {self.path}: {e}") from None
+        self.db.ping("SELECT 1 FROM decisions LIMIT 1")
 
     def decisions_frame(self) -> pd.DataFrame:
-        return pd.read_sql_query("SELECT * FROM decisions", self._conn())
+        return pd.read_sql_query("SELECT * FROM decisions", self.db.conn())
 
     def feedback_frame(self) -> pd.DataFrame:
-        return pd.read_sql_query("SELECT * FROM feedback", self._conn())
+        return pd.read_sql_query("SELECT * FROM feedback", self.db.conn())
 
     def close(self) -> None:
-        conn = getattr(self._local, "conn", None)
-        if conn is not None:
-            conn.close()
-            self._local.conn = None
+        self.db.close()
 
 
-def _migrate(conn: sqlite3.Connection) -> None:
-    """Bring a decision log written by an earlier version up to date."""
+def _create(conn: sqlite3.Connection) -> None:
+    """Create the log, or bring one written by an earlier version up to date."""
+    conn.executescript(_SCHEMA)
     if "record" not in {row[1] for row in conn.execute("PRAGMA table_info(decisions)")}:
         conn.execute("ALTER TABLE decisions ADD COLUMN record TEXT")
     try:
         conn.execute(_FEEDBACK_ONCE)
     except sqlite3.IntegrityError:  # repeated events stored before feedback became idempotent: keep the first
-        conn.execute("DELETE FROM feedback WHERE rowid NOT IN (SELECT MIN(rowid) FROM feedback GROUP BY decision_id, event)")
+        conn.execute("DELETE FROM feedback WHERE rowid NOT IN "
+                     "(SELECT MIN(rowid) FROM feedback GROUP BY decision_id, event)")
         conn.execute(_FEEDBACK_ONCE)
 
 
 def _rows(records: list[dict], texts: Sequence[str], decided_at: str, request_id: str | None) -> list[tuple]:
-    import json
-
     versions = json.dumps(records[0].get("model_versions") or {}) if records else "{}"
     return [(
         r["decision_id"], r["customer_id"], decided_at, request_id, r["action"], r.get("channel"),

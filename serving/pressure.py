@@ -31,7 +31,6 @@ import fcntl
 import hashlib
 import json
 import math
-import sqlite3
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,6 +39,7 @@ from typing import Iterator, Sequence
 import numpy as np
 
 from nextbest.vocabulary import CHANNELS
+from serving.sqlite import SqliteFile
 
 MS_DAY = 86_400_000
 WINDOWS = (7, 30)  # rolling windows of the pressure features: sent_7d_* and sent_30d_*
@@ -235,40 +235,12 @@ class SqlitePressure(PressureStore):
 
     def __init__(self, path: Path | str, limits: Limits, create: bool = False):
         self.path, self.limits = Path(path), limits
-        if create:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            with contextlib.closing(sqlite3.connect(self.path, isolation_level=None)) as c:
-                c.execute("PRAGMA journal_mode=WAL")
-                c.executescript(_SCHEMA)
-        self._local = threading.local()
+        self.db = SqliteFile(path, "pressure store", PressureStoreUnavailable,
+                             create=(lambda c: c.executescript(_SCHEMA)) if create else None)
         self._lock_path = self.path.with_name(self.path.name + ".lock")
         self._lock_fd: int | None = None
         self._lock_guard = threading.Lock()
         self._thread_locks = [threading.Lock() for _ in range(64)]
-
-    def _conn(self) -> sqlite3.Connection:
-        conn = getattr(self._local, "conn", None)
-        if conn is None:
-            if not self.path.exists():
-                raise PressureStoreUnavailable(f"pressure store {self.path} is missing")
-            conn = sqlite3.connect(f"file:{self.path}?mode=rw", uri=True, isolation_level=None, timeout=30)
-            conn.execute("PRAGMA synchronous=NORMAL")
-            self._local.conn = conn
-        return conn
-
-    @contextlib.contextmanager
-    def _tx(self, immediate: bool) -> Iterator[sqlite3.Connection]:
-        try:
-            conn = self._conn()
-            conn.execute("BEGIN IMMEDIATE" if immediate else "BEGIN")
-        except sqlite3.Error as e:
-            raise PressureStoreUnavailable(f"pressure store {self.path}: {e}") from None
-        try:
-            yield conn
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
 
     def _rows(self, conn, ids: Sequence[str]) -> dict[str, list[Contact]]:
         out: dict[str, list[Contact]] = {}
@@ -281,14 +253,14 @@ class SqlitePressure(PressureStore):
         return out
 
     def overlay(self, customer_ids: Sequence[str]) -> Overlay:
-        with self._tx(immediate=False) as conn:
+        with self.db.tx(immediate=False) as conn:
             watermark = conn.execute("SELECT value FROM meta WHERE key = 'seq'").fetchone()[0]
             return Overlay(watermark, self._rows(conn, customer_ids))
 
     def reserve(self, reservations: Sequence[Reservation], watermark: int, now_ms: int) -> list[bool]:
         if not reservations:
             return []
-        with self._tx(immediate=True) as conn:
+        with self.db.tx(immediate=True) as conn:
             rows = self._rows(conn, [r.customer_id for r in reservations])
             ok = []
             for r in reservations:
@@ -315,12 +287,12 @@ class SqlitePressure(PressureStore):
         return None if row is None else row[0]
 
     def state(self, decision_id: str, customer_id: str) -> str | None:
-        with self._tx(immediate=False) as conn:
+        with self.db.tx(immediate=False) as conn:
             return self._state(conn, decision_id)
 
     def confirm(self, decision_id: str, customer_id: str, action: str, channel: str, at_ms: int,
                 in_features: bool) -> str | None:
-        with self._tx(immediate=True) as conn:
+        with self.db.tx(immediate=True) as conn:
             before = self._state(conn, decision_id)
             if before == SENT:
                 return before
@@ -330,7 +302,7 @@ class SqlitePressure(PressureStore):
             return before
 
     def cancel(self, decision_id: str, customer_id: str) -> str | None:
-        with self._tx(immediate=True) as conn:
+        with self.db.tx(immediate=True) as conn:
             before = self._state(conn, decision_id)
             if before == RESERVED:
                 conn.execute("UPDATE contacts SET state = ? WHERE decision_id = ?", (CANCELLED, decision_id))
@@ -352,19 +324,10 @@ class SqlitePressure(PressureStore):
                 fcntl.lockf(self._lock_fd, fcntl.LOCK_UN, 1, slot)
 
     def ping(self) -> None:
-        if not self.path.exists():
-            raise PressureStoreUnavailable(f"pressure store {self.path} is missing")
-        try:
-            with contextlib.closing(sqlite3.connect(f"file:{self.path}?mode=rw", uri=True, timeout=5)) as c:
-                c.execute("SELECT value FROM meta WHERE key = 'seq'").fetchone()
-        except sqlite3.Error as e:
-            raise PressureStoreUnavailable(f"pressure store {self.path}: {e}") from None
+        self.db.ping("SELECT value FROM meta WHERE key = 'seq'")
 
     def close(self) -> None:
-        conn = getattr(self._local, "conn", None)
-        if conn is not None:
-            conn.close()
-            self._local.conn = None
+        self.db.close()
 
 
 # --------------------------------------------------------------------------- Redis
