@@ -162,7 +162,8 @@ async def read_body(receive, limit: int) -> bytes:
 
 def too_large(limit: int) -> ApiError:
     return ApiError(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, "too_large",
-                    f"body: larger than {limit} bytes (serving.max_body_bytes); split the call", [("body", "too large")])
+                    f"body: larger than {limit} bytes (serving.max_body_bytes); split the call",
+                    [("body", "too large")])
 
 
 def _json_content_type(headers: dict) -> bool:

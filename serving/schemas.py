@@ -42,12 +42,11 @@ Trigger = Literal[TRIGGERS]  # type: ignore[valid-type]
 Weather = Literal[WEATHER]  # type: ignore[valid-type]
 FeedbackEvent = Literal[tuple(FEEDBACK_EVENTS)]  # type: ignore[valid-type]
 
-CUSTOMER_ID_PATTERN = r"^\S(.*\S)?$"  # no surrounding whitespace
-CustomerId = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=CUSTOMER_ID_PATTERN)]
+CustomerId = Annotated[str, StringConstraints(min_length=1, max_length=128)]  # opaque: taken exactly as sent
 ISO_OFFSET_PATTERN = r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?[+-]\d\d:\d\d$"
 ACTION_ID_PATTERN = r"^[a-z][a-z0-9_]*$"
 ActionId = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=ACTION_ID_PATTERN)]
-RFC3339_PATTERN = r"^\d{4}-\d\d-\d\d[Tt]\d\d:\d\d:\d\d(\.\d+)?([Zz]|[+-]\d\d:\d\d)$"
+RFC3339_PATTERN = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?([Zz]|[+-][0-9]{2}:[0-9]{2})$"
 
 
 def _rfc3339(v):
