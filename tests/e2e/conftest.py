@@ -72,11 +72,15 @@ def serve_cmd(port: int) -> list[str]:
     return [str(BIN / "nextbest"), "serve", "--port", str(port)]
 
 
+def bentoml_cmd(port: int) -> list[str]:
+    """The BentoML server alone (one worker, settings from the environment) on 127.0.0.1:`port`."""
+    return [str(BIN / "bentoml"), "serve", "serving.service:NextBest", "--host", "127.0.0.1", "--port", str(port)]
+
+
 @pytest.fixture(scope="session")
 def server(installation):
     """`bentoml serve serving.service:NextBest` on a free port, with bearer-token auth on."""
     port = free_port()
     env = {**settings_env(installation), "NEXTBEST__SERVING__AUTH_TOKEN": TOKEN}
-    cmd = [str(BIN / "bentoml"), "serve", "serving.service:NextBest", "--host", "127.0.0.1", "--port", str(port)]
-    with running_server(cmd, env, installation.data_dir / "server.log", port, token=TOKEN) as client:
+    with running_server(bentoml_cmd(port), env, installation.data_dir / "server.log", port, token=TOKEN) as client:
         yield client
