@@ -32,6 +32,7 @@ import hashlib
 import json
 import math
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -45,6 +46,7 @@ MS_DAY = 86_400_000
 WINDOWS = (7, 30)  # rolling windows of the pressure features: sent_7d_* and sent_30d_*
 RESERVED, SENT, CANCELLED = "reserved", "sent", "cancelled"
 LOCK_SLOTS = 4096  # customer locks are byte ranges of one lock file, by a hash of the customer id
+PRUNE_EVERY_S = 600  # forgotten contacts (expired reservations, sends past every window) are deleted this often
 
 
 class PressureStoreUnavailable(RuntimeError):
@@ -241,6 +243,7 @@ class SqlitePressure(PressureStore):
         self._lock_fd: int | None = None
         self._lock_guard = threading.Lock()
         self._thread_locks = [threading.Lock() for _ in range(64)]
+        self._next_prune = 0.0
 
     def _rows(self, conn, ids: Sequence[str]) -> dict[str, list[Contact]]:
         out: dict[str, list[Contact]] = {}
@@ -278,8 +281,10 @@ class SqlitePressure(PressureStore):
                 mine.append(Contact(r.decision_id, r.customer_id, r.action, r.channel, RESERVED, r.send_at_ms,
                                     r.expires_ms))
                 ok.append(True)
-            conn.execute("DELETE FROM contacts WHERE (state != ? AND at_ms < ?) OR (state = ? AND expires_ms < ?)",
-                         (RESERVED, now_ms - self.limits.keep_days * MS_DAY, RESERVED, now_ms - MS_DAY))
+            if time.monotonic() > self._next_prune:  # housekeeping, a few times an hour per worker
+                self._next_prune = time.monotonic() + PRUNE_EVERY_S
+                conn.execute("DELETE FROM contacts WHERE (state != ? AND at_ms < ?) OR (state = ? AND expires_ms < ?)",
+                             (RESERVED, now_ms - self.limits.keep_days * MS_DAY, RESERVED, now_ms - MS_DAY))
             return ok
 
     def _state(self, conn, decision_id: str) -> str | None:
