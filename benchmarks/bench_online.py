@@ -238,6 +238,8 @@ def breakdown(settings, ids: np.ndarray, repeats: int = 200) -> list[dict]:
 
     from serving.engine import Engine, decide_arrays
     from serving.history import ContactHistory
+    from serving.policy import compile_policy
+    from serving.pressure import Limits, SqlitePressure
     from serving.scoring import Scorer
 
     from features.store import OnlineFeatures
@@ -246,7 +248,9 @@ def breakdown(settings, ids: np.ndarray, repeats: int = 200) -> list[dict]:
     scorer = Scorer.from_registry(settings, list(online.names), compile="now")
     hist_dir = settings.data_dir / "serving" / "bench-breakdown"
     hist_dir.mkdir(parents=True, exist_ok=True)
-    eng = Engine(settings, online=online, scorer=scorer, history=ContactHistory(hist_dir / "history.db"))
+    pressure = SqlitePressure(hist_dir / "pressure.db", Limits.from_policy(compile_policy(settings)), create=True)
+    eng = Engine(settings, online=online, scorer=scorer, history=ContactHistory(hist_dir / "history.db"),
+                 pressure=pressure)
     rng = np.random.default_rng(5)
     out = []
     for n in (1, 100):
@@ -267,13 +271,12 @@ def breakdown(settings, ids: np.ndarray, repeats: int = 200) -> list[dict]:
             t3 = time.perf_counter()
             rec = d.to_records()
             t4 = time.perf_counter()
-            eng.history.log_decisions(rec, now.isoformat(), None)
+            eng.history.log_decisions(rec, [_json.dumps(r) for r in rec], now.isoformat(), None)
             t5 = time.perf_counter()
             _json.dumps({"request_id": None, "decisions": rec})
             t6 = time.perf_counter()
             for k, v in zip(t, (t1 - t0, t2 - t1, (t3 - t2) - (t2 - t1), t4 - t3, t5 - t4, t6 - t5, t6 - t0)):
                 t[k].append(v * 1e3)
-        eng.history.flush()
         out.append({"customers": n, **{k: float(np.median(v)) for k, v in t.items()},
                     "total_p99": float(np.percentile(t["total"], 99))})
     return out

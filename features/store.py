@@ -55,17 +55,25 @@ def _defs():
     return definitions
 
 
+def online_store_path(settings) -> Path | None:
+    """The SQLite online store's file (None when the online store is Redis)."""
+    return None if settings.online_store.kind == "redis" else settings.features_dir / "online_store.db"
+
+
+def _online_config(settings) -> dict:
+    os_cfg = settings.online_store
+    if os_cfg.kind == "redis":
+        return {"type": "redis", "connection_string": f"{os_cfg.redis_host}:{os_cfg.redis_port}"}
+    return {"type": "sqlite", "path": str(online_store_path(settings))}
+
+
 def repo_config(settings):
     """RepoConfig in code: registry + SQLite/Redis online store under ``settings.features_dir``."""
     from feast import RepoConfig
     from feast.repo_config import RegistryConfig
 
     fd = settings.features_dir
-    os_cfg = settings.online_store
-    if os_cfg.kind == "redis":
-        online = {"type": "redis", "connection_string": f"{os_cfg.redis_host}:{os_cfg.redis_port}"}
-    else:
-        online = {"type": "sqlite", "path": str(fd / "online_store.db")}
+    online = _online_config(settings)
     return RepoConfig(
         project=_defs().PROJECT,
         provider="local",
@@ -125,8 +133,7 @@ def _write_cli_config(settings) -> Path:
 
     cfg = repo_config(settings)
     fd = settings.features_dir
-    online = ({"type": "redis", "connection_string": cfg.online_store.connection_string}
-              if settings.online_store.kind == "redis" else {"type": "sqlite", "path": str(fd / "online_store.db")})
+    online = _online_config(settings)
     doc = {
         "project": cfg.project, "provider": "local",
         "registry": {"registry_type": "file", "path": str(fd / "registry.db"), "cache_ttl_seconds": 60},
@@ -698,7 +705,8 @@ def push(
 
     The snapshot time is ``max(now, latest pushed event + 1 µs)`` so every pushed
     event counts. Live events older than the last build's data end are taken to
-    be part of the world already and are ignored.
+    be part of the world already and are ignored; ``events_counted`` in the result
+    says how many of ``events`` the features count.
     """
     from nextbest.contract import EVENT_TYPES
 
@@ -726,10 +734,13 @@ def push(
     names = customer_feature_names(settings, store)
     snaps = _snapshot_vectors(settings, ids, t, names)
     written = _write_snapshot(settings, store, snaps, names) if snaps is not None else 0
+    since = _data_end_ns(settings)
+    counted = len(events) if since is None else int((events["event_timestamp"].dt.as_unit("ns").astype("int64") >= since).sum())
     return {
         "customers": written,
         "unknown_customers": len(ids) - written,
         "events": int(len(events)),
+        "events_counted": counted if written else 0,
         "snapshot_time": t.isoformat(),
         "seconds": round(time.perf_counter() - t0, 4),
     }

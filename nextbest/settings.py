@@ -80,6 +80,17 @@ class OnlineStore(_Strict):
     write_batch_size: int = Field(50000, ge=100)
 
 
+class PressureStore(_Strict):
+    """Where contact pressure (reservations and confirmed sends) is shared by every worker of the service."""
+
+    kind: Literal["sqlite", "redis"] = "sqlite"  # sqlite: one machine, any number of workers; redis: many machines
+    sqlite_path: Path | None = None  # default: <data_dir>/serving/pressure.db
+    redis_host: str = "127.0.0.1"
+    redis_port: int = Field(6379, ge=1, le=65535)
+    redis_db: int = Field(0, ge=0)
+    key_prefix: str = Field("nextbest", pattern=r"^[A-Za-z0-9_:.-]+$")
+
+
 class Training(_Strict):
     activation_horizon_days: int = Field(30, ge=1, le=365)
     churn_horizon_days: int = Field(60, ge=1, le=365)
@@ -126,6 +137,14 @@ class Serving(_Strict):
     experiment: str = "nba-2025"
     control_share: float = Field(0.10, ge=0.0, lt=1.0)
     access_log: bool = False
+    workers: int = Field(1, ge=1, le=64)  # worker processes; they share the pressure store and the decision log
+    reservation_hold_minutes: int = Field(120, ge=1, le=7 * 24 * 60)  # a send's capacity is held until send_at + this
+    reservation_retries: int = Field(2, ge=0, le=5)  # re-decisions of a customer whose reservation lost a race
+    timestamp_past_days: int = Field(30, ge=1, le=3650)  # feedback and trigger timestamps: at most this old ...
+    timestamp_future_minutes: int = Field(15, ge=0, le=24 * 60)  # ... and at most this far ahead of the clock
+    max_feedback_amount: float = Field(1_000_000.0, gt=0, allow_inf_nan=False)  # largest `converted` amount
+    max_body_bytes: int = Field(4_000_000, ge=10_000)  # larger request bodies are refused with 413
+    decision_log_sync: Literal["normal", "full"] = "normal"  # normal: survives kill -9; full: also a power cut
     clock: str = "system"  # or a fixed ISO-8601 instant, e.g. 2025-06-30T10:00:00+00:00 (tests, replays)
 
     @field_validator("clock", mode="before")
@@ -236,6 +255,7 @@ class Settings(_Strict):
     world: World = World()
     features: Features = Features()
     online_store: OnlineStore = OnlineStore()
+    pressure_store: PressureStore = PressureStore()
     training: Training = Training()
     effects: Effects = Effects()
     mlflow: MLflow = MLflow()
@@ -270,6 +290,16 @@ class Settings(_Strict):
     @property
     def features_dir(self) -> Path:
         return self.data_dir / "features"
+
+    @property
+    def serving_dir(self) -> Path:
+        """The service's own state: decision log, contact pressure (SQLite), compiled trees."""
+        return self.data_dir / "serving"
+
+    @property
+    def pressure_path(self) -> Path:
+        p = self.pressure_store.sqlite_path
+        return self.serving_dir / "pressure.db" if p is None else self.path(p)
 
     @property
     def tracking_uri(self) -> str:

@@ -32,14 +32,16 @@ EVENT_TYPES: tuple[str, ...] = (
 )
 # events about a message (they carry its channel)
 MESSAGE_EVENTS: tuple[str, ...] = tuple(e for e in EVENT_TYPES if e.startswith("message_") or e == "unsubscribed")
-# what a journey engine reports back (POST /feedback) -> the contract event it becomes
-FEEDBACK_EVENTS: dict[str, str] = {
+# what a journey engine reports back (POST /feedback) -> the contract event it becomes (None: no event,
+# `cancelled` only releases the capacity the decision reserved)
+FEEDBACK_EVENTS: dict[str, str | None] = {
     "sent": "message_sent",
     "delivered": "message_delivered",
     "opened": "message_opened",
     "clicked": "message_clicked",
     "converted": "message_converted",
     "unsubscribed": "unsubscribed",
+    "cancelled": None,
 }
 
 # --- request context --------------------------------------------------------------

@@ -1,15 +1,30 @@
 """The decision engine behind the HTTP service, free of any web framework:
-online features -> champion scores -> policy -> records, plus feedback.
+online features + contact pressure -> champion scores -> policy -> reservations -> durable records,
+plus feedback.
 
 Everything heavy (feature store connection, boosters, compiled policy) is
 built once in the constructor; a request only reads and computes.
+
+A decision request, step by step:
+
+1. A retried request (same ``request_id``) gets the decisions it was answered with before.
+2. Each customer's trigger timestamp outside ``[now - serving.timestamp_past_days,
+   now + serving.timestamp_future_minutes]`` is replaced by the time of the call, for that customer
+   only, flagged ``fallback:trigger_timestamp``.
+3. The pressure store's watermark and contacts, then the online features; what the store knows and
+   the snapshot may not show is added to the pressure columns (see ``serving.pressure``).
+4. Scores and policy; every recommended send is reserved atomically. A customer whose reservation
+   lost a race is decided again with the new counts (``serving.reservation_retries`` times), then
+   answered ``no_action`` with reason ``reservation_conflict``.
+5. The decisions are committed to the decision log, then returned.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import time
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import numpy as np
 import pandas as pd
@@ -17,9 +32,19 @@ import pandas as pd
 from features.names import CONTEXT, customer_features
 from nextbest.clock import Clock
 from nextbest.settings import Settings
-from nextbest.vocabulary import CHANNELS, FEEDBACK_EVENTS
-from serving.history import ContactHistory
-from serving.policy import DecisionInputs, compile_policy, decide
+from nextbest.vocabulary import CHANNELS, FEEDBACK_EVENTS, NO_ACTION
+from serving import errors
+from serving.history import ContactHistory, HistoryUnavailable
+from serving.policy import DecisionInputs, compile_policy, decide, decision_ids
+from serving.pressure import (
+    SENT,
+    Limits,
+    Overlay,
+    PressureStore,
+    PressureStoreUnavailable,
+    Reservation,
+    open_pressure_store,
+)
 from serving.schemas import FeedbackRequest, NextActionRequest
 from serving.scoring import Scorer
 
@@ -28,6 +53,15 @@ FEATURE_STORE_DOWN = {
     "code": "fallback:feature_store",
     "text": "feature store unavailable: rules-only decision from defaults (nothing known about consent, so no contact)",
 }
+PRESSURE_STORE_DOWN = {
+    "code": "fallback:pressure_store",
+    "text": "contact-pressure store unavailable: no send can be reserved, so none is recommended",
+}
+RESERVATION_CONFLICT = {
+    "code": "reservation_conflict",
+    "text": "other requests for this customer took the remaining contact capacity while deciding: nothing is sent",
+}
+_MS = 1_000
 
 
 def decide_arrays(policy, scorer: Scorer, feature_index: dict, ids, X: np.ndarray, found: np.ndarray,
@@ -46,45 +80,87 @@ def decide_arrays(policy, scorer: Scorer, feature_index: dict, ids, X: np.ndarra
     return decide(inputs, policy, scorer.versions)
 
 
-class UnknownDecision(LookupError):
-    """Feedback quotes a decision id this service never issued."""
+def _ms(t: datetime) -> int:
+    return int(t.timestamp() * _MS)
+
+
+def _row_request_ids(ids: list[str], request_id: str | None) -> list[str | None]:
+    """The request id each row's decision id derives from: a customer's later entries in the same
+    request get ``<request_id>#<k>``, so every entry has its own (still reproducible) decision id."""
+    if request_id is None:
+        return [None] * len(ids)
+    seen: dict[str, int] = {}
+    out = []
+    for c in ids:
+        k = seen.get(c, 0)
+        seen[c] = k + 1
+        out.append(request_id if k == 0 else f"{request_id}#{k}")
+    return out
+
+
+def _withhold(record: dict, reason: dict, fallback: str | None = None) -> None:
+    """Turn a recommended send into no_action, saying why."""
+    record.update(action=NO_ACTION, channel=None, send_at=None, expected_value=0.0)
+    record["reasons"] = [r for r in record["reasons"]
+                         if r["code"] != "best_ev" and not r["code"].startswith("context:")]
+    record["reasons"].append(reason)
+    if fallback:
+        record["fallback"] = True
+        record["fallbacks"] = [*record["fallbacks"], fallback]
 
 
 class Engine:
     def __init__(self, settings: Settings, online=None, scorer: Scorer | None = None,
-                 history: ContactHistory | None = None, clock: Clock | None = None):
-        from features.store import CatalogueMismatch
-
+                 history: ContactHistory | None = None, clock: Clock | None = None,
+                 pressure: PressureStore | None = None):
         self.settings = settings
         self.clock = clock or Clock.from_setting(settings.serving.clock)
         self.policy = compile_policy(settings)
+        self.limits = Limits.from_policy(self.policy)
         self.online = online
         self.feature_error: str | None = None
         if self.online is None:
-            try:
-                from features.store import OnlineFeatures
-
-                self.online = OnlineFeatures(settings)
-            except CatalogueMismatch:
-                raise  # a configuration error: refuse to start rather than answer from the wrong layout
-            except Exception as e:  # the service still answers, rules-only, flagged
-                self.feature_error = f"{type(e).__name__}: {e}"
-                log.error("online features unavailable, answering rules-only: %s", self.feature_error)
+            self.online = self._open_online()
         names = list(self.online.names) if self.online is not None else [
             *customer_features(tuple(settings.actions)), *CONTEXT]
         self.feature_index = {n: i for i, n in enumerate(names)}
         self.scorer = scorer if scorer is not None else Scorer.from_registry(settings, names)
         for head, why in self.scorer.unavailable.items():
             log.warning("model head %s unavailable, rule-based fallback: %s", head, why)
-        self.history = history or ContactHistory(settings.data_dir / "serving" / "history.db")
+        sv = settings.serving
+        self.history = history or ContactHistory(settings.serving_dir / "history.db", sync=sv.decision_log_sync)
+        self.pressure = pressure or open_pressure_store(settings, self.limits)
+        self.hold_ms = sv.reservation_hold_minutes * 60 * _MS
+        self.window = (timedelta(days=sv.timestamp_past_days), timedelta(minutes=sv.timestamp_future_minutes))
         self.started = time.time()
 
+    def _open_online(self):
+        from features.store import CatalogueMismatch, OnlineFeatures, online_store_path
+
+        path = online_store_path(self.settings)
+        if path is not None and not path.exists():  # never let the reader create an empty store
+            self.feature_error = f"online store {path} is missing: run `nextbest features materialize`"
+            log.error("online features unavailable, answering rules-only: %s", self.feature_error)
+            return None
+        try:
+            return OnlineFeatures(self.settings)
+        except CatalogueMismatch:
+            raise  # a configuration error: refuse to start rather than answer from the wrong layout
+        except Exception as e:  # the service still answers, rules-only, flagged
+            self.feature_error = f"{type(e).__name__}: {e}"
+            log.error("online features unavailable, answering rules-only: %s", self.feature_error)
+            return None
+
     # ------------------------------------------------------------------ decide
-    def _features(self, ids: list[str], cols: dict) -> tuple[np.ndarray, np.ndarray, list[str], bool]:
-        ctx = {k: cols[k] for k in ("trigger_timestamp", "trigger_event", "trigger_channel", "near_store", "weather")}
-        if any(v is None for v in ctx["trigger_timestamp"]):
-            now = self.clock.now()
-            ctx["trigger_timestamp"] = [v or now for v in ctx["trigger_timestamp"]]
+    def _accepted(self, t: datetime, now: datetime) -> bool:
+        past, ahead = self.window
+        return now - past <= t <= now + ahead
+
+    def _window_text(self) -> str:
+        sv = self.settings.serving
+        return f"[now - {sv.timestamp_past_days} days, now + {sv.timestamp_future_minutes} minutes]"
+
+    def _features(self, ids: list[str], ctx: dict) -> tuple[np.ndarray, np.ndarray, list[str], bool]:
         if self.online is not None:
             try:
                 X, found, tz = self.online.read(ids, context=ctx)
@@ -95,60 +171,268 @@ class Engine:
         return np.full((n, len(self.feature_index)), np.nan, np.float32), np.zeros(n, bool), ["UTC"] * n, False
 
     def decide(self, req: NextActionRequest, now: datetime | None = None) -> list[dict]:
+        """One decision per customer of ``req``, in order (see the module docstring)."""
+        return self.answer(req, now)[0]
+
+    def answer(self, req: NextActionRequest, now: datetime | None = None) -> tuple[list[dict], list[str]]:
+        """The decisions and the JSON text of each (as answered and logged)."""
+        for field, unknown in req.unknown_actions(self.policy.actions):
+            raise errors.invalid(field, f"unknown action(s) {unknown}; the catalogue has {list(self.policy.actions)}")
         cols = req.columns()
-        ids = cols["customer_id"]
+        cols["request_id"] = _row_request_ids(cols["customer_id"], req.request_id)
         now = now or self.clock.now()
-        X, found, tz, features_ok = self._features(ids, cols)
-        decisions = decide_arrays(
-            self.policy, self.scorer, self.feature_index, ids, X, found, tz, now,
-            trigger=[t or "none" for t in cols["trigger_event"]],
-            trigger_channel=cols["trigger_channel"],
-            near_store=[bool(v) for v in cols["near_store"]],
-            weather=[w or "unknown" for w in cols["weather"]],
-            restrict_actions=cols["restrict_actions"],
-            request_id=req.request_id,
+        planned = decision_ids(np.asarray(cols["customer_id"], dtype=object), cols["request_id"]).tolist()
+        try:
+            done = self.history.answered(planned) if req.request_id is not None else {}
+        except HistoryUnavailable:
+            raise errors.unavailable("the decision log") from None
+        todo = [i for i, d in enumerate(planned) if d not in done]
+        fresh = self._decide_fresh({k: [v[i] for i in todo] for k, v in cols.items()}, now) if todo else []
+        texts = [json.dumps(r, separators=(",", ":")) for r in fresh]
+        try:
+            self.history.log_decisions(fresh, texts, now.isoformat(), req.request_id)
+        except HistoryUnavailable:
+            raise errors.unavailable("the decision log") from None
+        by_row = dict(zip(todo, zip(fresh, texts)))
+        records, out = [], []
+        for i, d in enumerate(planned):
+            rec, text = by_row[i] if i in by_row else (json.loads(done[d]), done[d])
+            records.append(rec)
+            out.append(text)
+        return records, out
+
+    def _decide_fresh(self, cols: dict, now: datetime) -> list[dict]:
+        ids = cols["customer_id"]
+        n = len(ids)
+        ts = list(cols["trigger_timestamp"])
+        bad_trigger = [i for i, t in enumerate(ts) if t is not None and not self._accepted(t, now)]
+        for i in range(n):
+            if ts[i] is None or i in bad_trigger:
+                ts[i] = now
+        ctx = {k: cols[k] for k in ("trigger_event", "trigger_channel", "near_store", "weather")}
+        ctx["trigger_timestamp"] = ts
+        try:
+            overlay = self.pressure.overlay(ids)
+        except PressureStoreUnavailable as e:
+            log.error("pressure store unavailable, no send is recommended: %s", type(e).__name__)
+            overlay = None
+        X, found, tz, features_ok = self._features(ids, ctx)
+        base = X.copy()
+        now_ms = _ms(now)
+        if overlay is not None:
+            overlay.apply(X, self.feature_index, ids, now_ms, self.policy.actions)
+        policy_args = dict(
+            trigger=[t or "none" for t in cols["trigger_event"]], trigger_channel=cols["trigger_channel"],
+            near_store=[bool(v) for v in cols["near_store"]], weather=[w or "unknown" for w in cols["weather"]],
+            restrict_actions=cols["restrict_actions"], request_id=cols["request_id"],
         )
-        records = decisions.to_records()
+
+        def run(rows: list[int], X_rows: np.ndarray) -> list[dict]:
+            args = {k: [v[i] for i in rows] for k, v in policy_args.items()}
+            if len(set(args["request_id"])) == 1:  # one request id for every row: the vectorised path
+                args["request_id"] = args["request_id"][0]
+            d = decide_arrays(self.policy, self.scorer, self.feature_index, [ids[i] for i in rows], X_rows,
+                              found[rows], [tz[i] for i in rows], now, **args)
+            return d.to_records()
+
+        records = run(list(range(n)), X)
+        if overlay is None:
+            for r in records:
+                if r["action"] != NO_ACTION:
+                    _withhold(r, PRESSURE_STORE_DOWN, "pressure_store")
+        else:
+            self._reserve(records, ids, base, overlay, now_ms, run)
         if not features_ok:
             for r in records:
                 r["fallback"], r["cold_start"] = True, False
                 r["fallbacks"] = ["feature_store", *r["fallbacks"]]
                 r["reasons"] = [FEATURE_STORE_DOWN, *[x for x in r["reasons"] if x["code"] != "cold_start"]]
-        self.history.log_decisions(records, now.isoformat(), req.request_id)
+        for i in bad_trigger:
+            r = records[i]
+            r["fallback"] = True
+            r["fallbacks"] = [*r["fallbacks"], "trigger_timestamp"]
+            r["reasons"].append({"code": "fallback:trigger_timestamp", "text": (
+                f"trigger_timestamp outside {self._window_text()}: the time of the call was used")})
         return records
+
+    def _reservation(self, r: dict, base_row: np.ndarray) -> Reservation:
+        pol, idx = self.policy, self.feature_index
+        c, a = CHANNELS.index(r["channel"]), r["action"]
+        send_at = _ms(datetime.fromisoformat(r["send_at"]))
+        return Reservation(
+            decision_id=r["decision_id"], customer_id=r["customer_id"], action=a, channel=r["channel"],
+            send_at_ms=send_at, expires_ms=send_at + self.hold_ms,
+            base_channel=float(base_row[idx[pol.cap_features[c]]]),
+            base_overall=float(base_row[idx[pol.overall_feature]]),
+            base_days_since=float(base_row[idx[f"days_since_action_{a}"]]),
+        )
+
+    def _reserve(self, records: list[dict], ids: list[str], base: np.ndarray, overlay: Overlay, now_ms: int,
+                 run) -> None:
+        """Reserve every recommended send; re-decide the customers whose reservation lost a race."""
+        pending = [i for i, r in enumerate(records) if r["action"] != NO_ACTION]
+        for attempt in range(self.settings.serving.reservation_retries + 1):
+            if not pending:
+                return
+            try:
+                ok = self.pressure.reserve([self._reservation(records[i], base[i]) for i in pending],
+                                           overlay.watermark, now_ms)
+            except PressureStoreUnavailable as e:
+                log.error("pressure store unavailable while reserving: %s", type(e).__name__)
+                for i in pending:
+                    _withhold(records[i], PRESSURE_STORE_DOWN, "pressure_store")
+                return
+            lost = [i for i, k in zip(pending, ok) if not k]
+            if not lost or attempt == self.settings.serving.reservation_retries:
+                break
+            try:  # the same watermark: the features read for this request are still the ones in X
+                fresh = Overlay(overlay.watermark, self.pressure.overlay([ids[i] for i in lost]).contacts)
+            except PressureStoreUnavailable:
+                break
+            X_lost = base[lost].copy()
+            fresh.apply(X_lost, self.feature_index, [ids[i] for i in lost], now_ms, self.policy.actions)
+            for i, r in zip(lost, run(lost, X_lost)):
+                records[i] = r
+            pending = [i for i in lost if records[i]["action"] != NO_ACTION]
+            lost = []
+        for i in lost:
+            _withhold(records[i], RESERVATION_CONFLICT)
 
     # ---------------------------------------------------------------- feedback
     def feedback(self, fb: FeedbackRequest) -> dict:
-        """Record what happened to a decision's message and refresh the customer's online features."""
-        known = self.history.decision(fb.decision_id)
-        if known is None:
-            raise UnknownDecision(f"decision_id: {fb.decision_id} was not issued by this service")
-        if known["customer_id"] != fb.customer_id:
-            raise UnknownDecision(f"customer_id: decision {fb.decision_id} was for another customer")
+        """Record what happened to a decision's message (once per decision and event), confirm or release
+        its reservation, and refresh the customer's online features."""
+        try:
+            known = self.history.decision(fb.decision_id)
+        except HistoryUnavailable:
+            raise errors.unavailable("the decision log") from None
+        self._check_feedback(fb, known)
         ts = pd.Timestamp(fb.timestamp).tz_convert("UTC")
-        self.history.log_feedback(fb.decision_id, fb.customer_id, fb.event, fb.channel, fb.action_id, fb.amount, ts)
+        try:
+            if fb.event == "cancelled":
+                return self._cancel(fb, ts)
+            with self.pressure.customer_lock(fb.customer_id):
+                return self._record(fb, ts)
+        except (PressureStoreUnavailable, HistoryUnavailable) as e:
+            log.error("feedback not recorded: %s", type(e).__name__)
+            raise errors.unavailable("the contact-pressure store or the decision log") from None
+
+    def _check_feedback(self, fb: FeedbackRequest, known: dict | None) -> None:
+        if known is None:
+            raise errors.unknown_decision(fb.decision_id)
+        if known["customer_id"] != fb.customer_id:
+            raise errors.conflict("customer_id", f"decision {fb.decision_id} was for another customer")
+        if known["action"] == NO_ACTION:
+            raise errors.conflict("decision_id", f"decision {fb.decision_id} recommended no_action: nothing was "
+                                                 "sent, so it takes no feedback")
+        if fb.action_id != known["action"]:
+            raise errors.conflict("action_id", f"decision {fb.decision_id} recommended {known['action']}, "
+                                               f"not {fb.action_id}")
+        if fb.channel != known["channel"]:
+            raise errors.conflict("channel", f"decision {fb.decision_id} recommended {known['channel']}, "
+                                             f"not {fb.channel}")
+        if not self._accepted(fb.timestamp, self.clock.now()):
+            raise errors.invalid("timestamp", f"{fb.timestamp.isoformat()} is outside {self._window_text()} of "
+                                              "the service's clock")
+        if fb.amount is not None and fb.amount > self.settings.serving.max_feedback_amount:
+            raise errors.invalid("amount", f"at most {self.settings.serving.max_feedback_amount:g} "
+                                           "(serving.max_feedback_amount)")
+
+    def _response(self, fb: FeedbackRequest, duplicate: bool, refreshed: bool = False) -> dict:
+        return {"accepted": True, "decision_id": fb.decision_id, "event": fb.event, "duplicate": duplicate,
+                "features_refreshed": refreshed}
+
+    def _cancel(self, fb: FeedbackRequest, ts: pd.Timestamp) -> dict:
+        before = self.pressure.cancel(fb.decision_id, fb.customer_id)
+        if before == SENT:
+            raise errors.conflict("event", f"decision {fb.decision_id} was already reported sent: a send cannot be "
+                                           "cancelled")
+        new = self.history.log_feedback(fb.decision_id, fb.customer_id, fb.event, fb.channel, fb.action_id,
+                                        fb.amount, ts)
+        return self._response(fb, duplicate=not new)
+
+    def _record(self, fb: FeedbackRequest, ts: pd.Timestamp) -> dict:
+        """Under the customer's lock: store the event once, push it into the features, confirm a send."""
+        new = self.history.log_feedback(fb.decision_id, fb.customer_id, fb.event, fb.channel, fb.action_id,
+                                        fb.amount, ts)
+        if fb.event == "sent":
+            if not new and self.pressure.state(fb.decision_id, fb.customer_id) == SENT:
+                return self._response(fb, duplicate=True)
+            counted = self._push(fb, ts) if new else 0  # a retry after a crash confirms without pushing again
+            self.pressure.confirm(fb.decision_id, fb.customer_id, fb.action_id, fb.channel, _ms(ts.to_pydatetime()),
+                                  in_features=counted > 0)
+            return self._response(fb, duplicate=not new, refreshed=counted > 0)
+        if not new:
+            return self._response(fb, duplicate=True)
+        return self._response(fb, duplicate=False, refreshed=self._push(fb, ts) > 0)
+
+    def _push(self, fb: FeedbackRequest, ts: pd.Timestamp) -> int:
+        """Push the event into the customer's online features; the number of events the features count."""
+        if self.online is None:
+            return 0
         rows = [{"event_type": FEEDBACK_EVENTS[fb.event], "amount": np.nan}]
         if fb.event == "converted" and fb.amount is not None:
             rows.append({"event_type": "purchase", "amount": float(fb.amount)})
         events = pd.DataFrame([{
-            "customer_id": fb.customer_id, "event_timestamp": ts, "channel": fb.channel if r["event_type"] != "purchase" else None,
+            "customer_id": fb.customer_id, "event_timestamp": ts,
+            "channel": fb.channel if r["event_type"] != "purchase" else None,
             "action_id": fb.action_id, "campaign_id": fb.decision_id, **r} for r in rows])
-        refreshed = False
-        if self.online is not None:
-            try:
-                self.online.push(events, now=self.clock.now())
-                refreshed = True
-            except Exception as e:
-                log.error("online feature refresh failed after feedback: %s", type(e).__name__)
-        return {"accepted": True, "decision_id": fb.decision_id, "event": fb.event, "features_refreshed": refreshed}
+        try:
+            return int(self.online.push(events, now=self.clock.now()).get("events_counted", 0))
+        except Exception as e:
+            log.error("online feature refresh failed after feedback: %s", type(e).__name__)
+            return 0
+
+    # ------------------------------------------------------------------ health
+    def checks(self) -> dict[str, str]:
+        """Each dependency checked for real: "ok" or why not."""
+        out = {}
+        out["feature_store"] = self._check(self._check_features)
+        out["pressure_store"] = self._check(self.pressure.ping)
+        out["decision_log"] = self._check(self.history.ping)
+        out["models"] = self._check(self._check_models)
+        return out
+
+    @staticmethod
+    def _check(fn) -> str:
+        try:
+            fn()
+            return "ok"
+        except Exception as e:
+            return f"unavailable: {type(e).__name__}: {e}"
+
+    def _check_features(self) -> None:
+        from features.store import online_store_path
+
+        if self.online is None:
+            raise RuntimeError(self.feature_error or "not loaded")
+        path = online_store_path(self.settings)
+        if path is not None and not path.exists():
+            raise FileNotFoundError(f"online store {path} is missing")
+        self.online.read_customer(["__nextbest_health__"])  # a real round trip to the store
+
+    def _check_models(self) -> None:
+        X = np.full((1, len(self.feature_index)), np.nan, np.float32)
+        scores = self.scorer.score(X, np.asarray(self.policy.allowed_hours, bool))
+        for name in ("p_activation", "p_churn", "p_response", "hour_dist"):
+            v = getattr(scores, name)
+            if v is not None and not np.isfinite(v).all():
+                raise ValueError(f"{name}: not finite on an empty feature row")
 
     def health(self) -> dict:
+        checks = self.checks()
         return {
-            "status": "ok",
-            "feature_store": "ok" if self.online is not None else f"unavailable: {self.feature_error}",
+            "status": "ok" if all(v == "ok" for v in checks.values()) else "unavailable",
+            "checks": checks,
             "models": {h: m.version for h, m in self.scorer.models.items()},
             "fallback_heads": self.scorer.unavailable,
             "compiled_trees": self.scorer.compiled,
             "channels": list(CHANNELS),
+            "workers": self.settings.serving.workers,
             "uptime_s": round(time.time() - self.started, 1),
         }
+
+    def close(self) -> None:
+        self.history.close()
+        self.pressure.close()
+

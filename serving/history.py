@@ -1,103 +1,116 @@
 """Contact history: every decision and every piece of feedback, durably.
 
-Decisions are appended by a background writer (SQLite in WAL mode) so the
-request path never waits on disk; feedback is written synchronously because
-it is also what the contact-pressure features are recomputed from.
+A request's decisions are committed in one SQLite transaction (WAL) before the answer is
+returned, so a decision a journey engine has seen survives ``kill -9`` of the service: its
+feedback is accepted after a restart. ``serving.decision_log_sync: full`` also survives a power
+cut (one fsync per request). Each decision keeps the JSON it was answered with, so a retried
+request (same ``request_id``) gets the very same answer. Feedback is stored once per decision
+and event: a retried event is recognised and counted once.
+
+Every worker process of the service opens the same file.
 """
 
 from __future__ import annotations
 
 import json
-import queue
 import sqlite3
-import threading
-import time
 from pathlib import Path
+from typing import Sequence
 
 import pandas as pd
 
-BATCH_SECONDS = 0.05
+from serving.sqlite import SqliteFile
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS decisions (
   decision_id TEXT PRIMARY KEY, customer_id TEXT, decided_at TEXT, request_id TEXT, action TEXT, channel TEXT,
   send_at TEXT, stage TEXT, expected_value REAL, control_group INTEGER, holdout_action TEXT, cold_start INTEGER,
-  fallback INTEGER, model_versions TEXT);
+  fallback INTEGER, model_versions TEXT, record TEXT);
 CREATE TABLE IF NOT EXISTS feedback (
   decision_id TEXT, customer_id TEXT, event TEXT, channel TEXT, action_id TEXT, amount REAL, event_timestamp TEXT);
 CREATE INDEX IF NOT EXISTS feedback_decision ON feedback(decision_id);
 """
+_FEEDBACK_ONCE = "CREATE UNIQUE INDEX IF NOT EXISTS feedback_once ON feedback(decision_id, event)"
+
+
+class HistoryUnavailable(RuntimeError):
+    """The decision log cannot be read or written."""
 
 
 class ContactHistory:
-    def __init__(self, path: Path | str):
+    def __init__(self, path: Path | str, sync: str = "normal", create: bool = True):
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._conn = self._connect()
-        self._conn.executescript(_SCHEMA)
-        self._queue: queue.Queue = queue.Queue()
-        self._writer = threading.Thread(target=self._drain, name="decision-log", daemon=True)
-        self._writer.start()
+        self.db = SqliteFile(path, "decision log", HistoryUnavailable, sync, create=_create if create else None)
 
-    def _connect(self) -> sqlite3.Connection:
-        conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=NORMAL")
-        return conn
+    def log_decisions(self, records: list[dict], texts: Sequence[str], decided_at: str,
+                      request_id: str | None) -> None:
+        """Commit a request's decisions (and the JSON each was answered with) in one transaction."""
+        with self.db.tx() as conn:
+            conn.executemany("INSERT OR IGNORE INTO decisions VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                             _rows(records, texts, decided_at, request_id))
 
-    def _drain(self) -> None:
-        conn = self._connect()
-        while True:
-            batch = [self._queue.get()]
-            time.sleep(BATCH_SECONDS)  # gather what arrives meanwhile: one write per batch, not per request
-            while not self._queue.empty() and len(batch) < 10_000:
-                batch.append(self._queue.get_nowait())
-            rows = [row for b in batch if b is not None for row in self._rows(*b)]
-            if rows:
-                conn.executemany("INSERT OR REPLACE INTO decisions VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)", rows)
-            for _ in batch:
-                self._queue.task_done()
-            if any(b is None for b in batch):
-                return
-
-    def log_decisions(self, records: list[dict], decided_at: str, request_id: str | None) -> None:
-        """Queue a request's decisions; the writer thread turns them into rows off the request path."""
-        self._queue.put((records, decided_at, request_id))
-
-    @staticmethod
-    def _rows(records: list[dict], decided_at: str, request_id: str | None) -> list[tuple]:
-        versions = json.dumps(records[0].get("model_versions") or {}) if records else "{}"
-        return [(
-            r["decision_id"], r["customer_id"], decided_at, request_id, r["action"], r.get("channel"),
-            r.get("send_at"), r.get("stage"), r.get("expected_value"), int(bool(r.get("control_group"))),
-            r.get("holdout_action"), int(bool(r.get("cold_start"))), int(bool(r.get("fallback"))), versions,
-        ) for r in records]
-
-    def flush(self) -> None:
-        self._queue.join()
+    def answered(self, decision_ids: Sequence[str]) -> dict[str, str]:
+        """The JSON already answered for those of ``decision_ids`` that were decided before."""
+        ids = list(decision_ids)
+        out: dict[str, str] = {}
+        with self.db.guard():
+            conn = self.db.conn()
+            for lo in range(0, len(ids), 500):
+                part = ids[lo:lo + 500]
+                q = f"SELECT decision_id, record FROM decisions WHERE decision_id IN ({','.join('?' * len(part))})"
+                out.update({d: r for d, r in conn.execute(q, part) if r is not None})
+        return out
 
     def decision(self, decision_id: str) -> dict | None:
-        self.flush()
-        cur = self._conn.execute("SELECT * FROM decisions WHERE decision_id = ?", (decision_id,))
-        row = cur.fetchone()
-        if row is None:
-            return None
-        return dict(zip([c[0] for c in cur.description], row))
+        with self.db.guard():
+            cur = self.db.conn().execute("SELECT * FROM decisions WHERE decision_id = ?", (decision_id,))
+            row = cur.fetchone()
+        return None if row is None else dict(zip([c[0] for c in cur.description], row))
+
+    def has_feedback(self, decision_id: str, event: str) -> bool:
+        with self.db.guard():
+            row = self.db.conn().execute("SELECT 1 FROM feedback WHERE decision_id = ? AND event = ?",
+                                         (decision_id, event)).fetchone()
+        return row is not None
 
     def log_feedback(self, decision_id: str, customer_id: str, event: str, channel: str | None,
-                     action_id: str | None, amount: float | None, ts: pd.Timestamp) -> None:
-        self._conn.execute(
-            "INSERT INTO feedback VALUES (?,?,?,?,?,?,?)",
-            (decision_id, customer_id, event, channel, action_id, amount, ts.isoformat()),
-        )
+                     action_id: str | None, amount: float | None, ts: pd.Timestamp) -> bool:
+        """Store one event of a decision; False when that event was already stored (a retry)."""
+        with self.db.tx() as conn:
+            cur = conn.execute("INSERT OR IGNORE INTO feedback VALUES (?,?,?,?,?,?,?)",
+                               (decision_id, customer_id, event, channel, action_id, amount, ts.isoformat()))
+            return cur.rowcount == 1
+
+    def ping(self) -> None:
+        self.db.ping("SELECT 1 FROM decisions LIMIT 1")
 
     def decisions_frame(self) -> pd.DataFrame:
-        self.flush()
-        return pd.read_sql_query("SELECT * FROM decisions", self._conn)
+        return pd.read_sql_query("SELECT * FROM decisions", self.db.conn())
 
     def feedback_frame(self) -> pd.DataFrame:
-        return pd.read_sql_query("SELECT * FROM feedback", self._conn)
+        return pd.read_sql_query("SELECT * FROM feedback", self.db.conn())
 
     def close(self) -> None:
-        self._queue.put(None)
-        self._writer.join(timeout=5)
-        self._conn.close()
+        self.db.close()
+
+
+def _create(conn: sqlite3.Connection) -> None:
+    """Create the log, or bring one written by an earlier version up to date."""
+    conn.executescript(_SCHEMA)
+    if "record" not in {row[1] for row in conn.execute("PRAGMA table_info(decisions)")}:
+        conn.execute("ALTER TABLE decisions ADD COLUMN record TEXT")
+    try:
+        conn.execute(_FEEDBACK_ONCE)
+    except sqlite3.IntegrityError:  # repeated events stored before feedback became idempotent: keep the first
+        conn.execute("DELETE FROM feedback WHERE rowid NOT IN "
+                     "(SELECT MIN(rowid) FROM feedback GROUP BY decision_id, event)")
+        conn.execute(_FEEDBACK_ONCE)
+
+
+def _rows(records: list[dict], texts: Sequence[str], decided_at: str, request_id: str | None) -> list[tuple]:
+    versions = json.dumps(records[0].get("model_versions") or {}) if records else "{}"
+    return [(
+        r["decision_id"], r["customer_id"], decided_at, request_id, r["action"], r.get("channel"),
+        r.get("send_at"), r.get("stage"), r.get("expected_value"), int(bool(r.get("control_group"))),
+        r.get("holdout_action"), int(bool(r.get("cold_start"))), int(bool(r.get("fallback"))), versions, text,
+    ) for r, text in zip(records, texts)]

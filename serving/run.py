@@ -3,12 +3,19 @@
 The service process reads its settings again at start-up (BentoML imports
 ``serving.service`` in a worker process): the configuration folder is handed
 on as ``NEXTBEST_CONFIG_DIR`` and the environment overrides are inherited, so
-the worker serves exactly the settings ``serve`` was given.
+the worker serves exactly the settings ``serve`` was given; ``serving.workers``
+becomes BentoML's worker count. The BentoML server dies with ``nextbest serve``
+and each worker with the server (``PR_SET_PDEATHSIG``), so a crash leaves no
+orphan holding the port, and the port check binds with ``SO_REUSEADDR`` as the
+server does, so a restart right after a crash is not refused.
 """
 
 from __future__ import annotations
 
+import functools
+import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -17,6 +24,17 @@ from pathlib import Path
 from nextbest.settings import PROJECT_ROOT, Settings
 
 SERVICE = "serving.service:NextBest"
+PR_SET_PDEATHSIG = 1
+
+
+def server_env(settings: Settings, environ: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment a server process needs to serve ``settings``: the configuration folder, the
+    import path of this checkout and BentoML's worker count (``serving.workers``)."""
+    environ = dict(os.environ if environ is None else environ)
+    overrides = {"services": {"nextbest": {"workers": settings.serving.workers}}}
+    return {**environ, "NEXTBEST_CONFIG_DIR": str(settings.config_dir),
+            "PYTHONPATH": str(PROJECT_ROOT) + os.pathsep + environ.get("PYTHONPATH", ""),
+            "BENTOML_CONFIG_OVERRIDES": json.dumps(overrides)}
 
 
 def serve_command(settings: Settings, port: int | None = None) -> list[str]:
@@ -34,6 +52,18 @@ def port_free(host: str, port: int) -> bool:
         except OSError:
             return False
     return True
+
+
+def die_with_parent(sig: int = signal.SIGKILL) -> None:
+    """Ask the kernel to send ``sig`` to this process when its parent dies (even by kill -9), so no
+    orphan keeps answering on the port; exit at once if the parent is already gone."""
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(PR_SET_PDEATHSIG, int(sig), 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
+    if os.getppid() == 1:
+        os._exit(1)
 
 
 class PortInUse(RuntimeError):
@@ -64,9 +94,8 @@ def serve(settings: Settings, port: int | None = None) -> int:
         raise PortInUse(
             f"serving.port: {settings.serving.host}:{port} is already in use - stop the other server, or pick "
             f"another port with --port or NEXTBEST__SERVING__PORT")
-    env = {**os.environ, "NEXTBEST_CONFIG_DIR": str(settings.config_dir),
-           "PYTHONPATH": str(PROJECT_ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    proc = subprocess.Popen(serve_command(settings, port), cwd=PROJECT_ROOT, env=env)
+    proc = subprocess.Popen(serve_command(settings, port), cwd=PROJECT_ROOT, env=server_env(settings),
+                            preexec_fn=functools.partial(die_with_parent, signal.SIGTERM))
     try:
         return proc.wait()
     except KeyboardInterrupt:

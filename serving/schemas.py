@@ -10,24 +10,27 @@
 
 ``POST /feedback``
     :class:`FeedbackRequest` -> :class:`FeedbackResponse`: what happened to a
-    decision (sent, delivered, opened, clicked, converted, unsubscribed).
+    decision (sent, delivered, opened, clicked, converted, unsubscribed, cancelled).
 
-Every validation error names the field it is about (pydantic's ``loc`` and,
-for the rules below, the message itself).
+Optional fields may be left out but are never ``null`` unless their type says
+so. The HTTP layer validates request bodies strictly (JSON types as written);
+every error is an :class:`ErrorResponse` whose ``details`` name the fields.
 """
 
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any, Literal
+from datetime import datetime
+from typing import Annotated, Literal, Sequence
 
 from pydantic import (
     AwareDatetime,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     StringConstraints,
-    ValidationInfo,
+    WithJsonSchema,
     field_validator,
     model_validator,
 )
@@ -39,14 +42,33 @@ Trigger = Literal[TRIGGERS]  # type: ignore[valid-type]
 Weather = Literal[WEATHER]  # type: ignore[valid-type]
 FeedbackEvent = Literal[tuple(FEEDBACK_EVENTS)]  # type: ignore[valid-type]
 
-CustomerId = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=128)]
+CustomerId = Annotated[str, StringConstraints(min_length=1, max_length=128)]  # opaque: taken exactly as sent
 ISO_OFFSET_PATTERN = r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?[+-]\d\d:\d\d$"
 ACTION_ID_PATTERN = r"^[a-z][a-z0-9_]*$"
+ActionId = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=ACTION_ID_PATTERN)]
+RFC3339_PATTERN = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?([Zz]|[+-][0-9]{2}:[0-9]{2})$"
+
+
+def _rfc3339(v):
+    """An RFC 3339 string -> an aware datetime (other inputs are left to the datetime validation)."""
+    if not isinstance(v, str):
+        return v
+    try:
+        if not re.match(RFC3339_PATTERN, v):
+            raise ValueError
+        return datetime.fromisoformat(v.upper().replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError("expected an RFC 3339 time with its offset, e.g. 2025-06-30T10:00:00+02:00") from None
+
+
+# a point in time as JSON carries it: RFC 3339 with its UTC offset
+Timestamp = Annotated[AwareDatetime, BeforeValidator(_rfc3339),
+                      WithJsonSchema({"type": "string", "format": "date-time", "pattern": RFC3339_PATTERN})]
 UUID_PATTERN = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    model_config = ConfigDict(extra="forbid")
 
 
 # --------------------------------------------------------------------------- request
@@ -57,73 +79,70 @@ class RequestContext(_Model):
 
     trigger_event: Trigger = Field("none", description=f"trigger of the call: one of {', '.join(TRIGGERS)}")
     trigger_channel: Channel | None = Field(None, description="channel the trigger came through, if any")
-    trigger_timestamp: AwareDatetime | None = Field(
-        None, description="when the trigger happened, ISO-8601 with offset; default: the time of the call"
+    trigger_timestamp: Timestamp | None = Field(
+        None, description="when the trigger happened, ISO-8601 with offset; default: the time of the call. A time "
+                          "outside [now - serving.timestamp_past_days, now + serving.timestamp_future_minutes] is "
+                          "replaced by the time of the call for that customer, flagged fallback:trigger_timestamp"
     )
     near_store: bool = Field(False, description="the customer is near a store (location trigger)")
     weather: Weather = Field("unknown", description=f"local weather: one of {', '.join(WEATHER)}")
-    restrict_actions: list[str] | None = Field(
+    restrict_actions: list[ActionId] | None = Field(
         None,
-        description="only these catalogue actions may be recommended (no_action is always possible)",
+        description="only these catalogue actions may be recommended (no_action is always possible); an action "
+                    "the catalogue does not have is a 400 naming the customer",
         max_length=100,
     )
 
     @field_validator("restrict_actions")
     @classmethod
-    def _action_names(cls, v: list[str] | None) -> list[str] | None:
-        if v is None:
-            return v
-        bad = [a for a in v if not re.match(ACTION_ID_PATTERN, a)]
-        if bad:
-            raise ValueError(f"restrict_actions: {bad} are not action ids (lower_snake_case names of the catalogue)")
-        return list(dict.fromkeys(v))
+    def _unique(cls, v: list[str] | None) -> list[str] | None:
+        return v if v is None else list(dict.fromkeys(v))
 
 
 class CustomerItem(_Model):
     customer_id: CustomerId = Field(description="customer identifier")
-    context: RequestContext | None = Field(None, description="this customer's context; default: the shared context")
+    context: RequestContext = Field(None, description="this customer's context; default: the shared context")
+
+
+def _one_list_schema(schema: dict) -> None:
+    schema["oneOf"] = [{"required": ["customers"]}, {"required": ["customer_ids"]}]
 
 
 class NextActionRequest(_Model):
-    """Decide for up to ``serving.max_customers_per_request`` customers (default 500)."""
+    """Decide for up to ``serving.max_customers_per_request`` customers (default 500): give exactly one of
+    ``customers`` and ``customer_ids``."""
 
-    request_id: str | None = Field(
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_one_list_schema)
+
+    request_id: str = Field(
         None,
         min_length=1,
         max_length=128,
-        description="idempotency key: the same request id gives the same decision ids",
+        description="idempotency key: the same request id gives the same decisions (retry with it after a 5xx or "
+                    "a timeout)",
     )
-    customers: list[CustomerItem] | None = Field(None, description="customers, each with an optional own context")
-    customer_ids: list[CustomerId] | None = Field(None, description="customer ids sharing `context`")
-    context: RequestContext | None = Field(None, description="context shared by every customer of the request")
-
-    @field_validator("customers", "customer_ids")
-    @classmethod
-    def _size(cls, v: list | None, info: ValidationInfo) -> list | None:
-        if v is None:
-            return v
-        if not v:
-            raise ValueError(f"{info.field_name}: give at least one customer")
-        if len(v) > MAX_CUSTOMERS_PER_REQUEST:
-            raise ValueError(
-                f"{info.field_name}: at most {MAX_CUSTOMERS_PER_REQUEST} customers per request (got {len(v)}); "
-                "split the call"
-            )
-        return v
+    customers: list[CustomerItem] = Field(None, min_length=1, max_length=MAX_CUSTOMERS_PER_REQUEST,
+                                          description="customers, each with an optional own context; a customer "
+                                                      "listed twice (two triggers) gets two decisions, the later "
+                                                      "one counting the earlier one's reservation")
+    customer_ids: list[CustomerId] = Field(None, min_length=1, max_length=MAX_CUSTOMERS_PER_REQUEST,
+                                           description="customer ids sharing `context`",
+                                           json_schema_extra={"uniqueItems": True})
+    context: RequestContext = Field(None, description="context shared by every customer of the request")
 
     @model_validator(mode="after")
     def _one_list(self) -> "NextActionRequest":
         if (self.customers is None) == (self.customer_ids is None):
             raise ValueError("customers / customer_ids: give exactly one of the two lists")
-        ids = self.ids()
+        ids = self.customer_ids or []
         if len(set(ids)) != len(ids):
             seen, dup = set(), []
             for c in ids:
                 if c in seen and c not in dup:
                     dup.append(c)
                 seen.add(c)
-            field = "customers" if self.customers is not None else "customer_ids"
-            raise ValueError(f"{field}: duplicate customer id(s) {dup[:5]}; list each customer once")
+            raise ValueError(f"customer_ids: duplicate customer id(s) {dup[:5]}; list each customer once (or use "
+                             "`customers`, where each entry has its own context)")
         return self
 
     def ids(self) -> list[str]:
@@ -137,6 +156,18 @@ class NextActionRequest(_Model):
         if self.customers is not None:
             return [(c.customer_id, c.context or shared) for c in self.customers]
         return [(c, shared) for c in self.customer_ids or []]
+
+    def unknown_actions(self, known: Sequence[str]) -> list[tuple[str, list[str]]]:
+        """(field, unknown action ids) for every restriction naming an action outside ``known``."""
+        allowed = {*known, NO_ACTION}
+        where = [("context.restrict_actions", self.context)]
+        where += [(f"customers.{i}.context.restrict_actions", c.context) for i, c in enumerate(self.customers or [])]
+        out = []
+        for field, ctx in where:
+            bad = [a for a in (ctx.restrict_actions or []) if a not in allowed] if ctx is not None else []
+            if bad:
+                out.append((field, bad))
+        return out
 
     def columns(self) -> dict[str, list]:
         """The request as one list per field, in customer order (what ``features.context.compute_context``
@@ -209,31 +240,61 @@ class NextActionResponse(BaseModel):
 # --------------------------------------------------------------------------- feedback
 
 
+def _amount_only_on_conversions(schema: dict) -> None:
+    schema["if"] = {"properties": {"event": {"not": {"const": "converted"}}}}
+    schema["then"] = {"not": {"required": ["amount"]}}
+
+
 class FeedbackRequest(_Model):
-    """What happened to a decision's message."""
+    """What happened to a decision's message. ``channel`` and ``action_id`` must be the decision's;
+    ``cancelled`` releases the capacity the decision reserved (before it is sent)."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_amount_only_on_conversions)
 
     decision_id: str = Field(pattern=UUID_PATTERN, description="decision_id of the /next_action answer")
     customer_id: CustomerId
-    event: FeedbackEvent = Field(description="sent | delivered | opened | clicked | converted | unsubscribed")
-    channel: Channel
-    action_id: str = Field(pattern=ACTION_ID_PATTERN, max_length=64, description="action id of the catalogue")
-    timestamp: AwareDatetime = Field(description="when it happened, ISO-8601 with offset")
-    amount: float | None = Field(None, ge=0, description="conversion value, for converted events")
+    event: FeedbackEvent = Field(description=" | ".join(FEEDBACK_EVENTS))
+    channel: Channel = Field(description="the decision's channel")
+    action_id: ActionId = Field(description="the decision's action")
+    timestamp: Timestamp = Field(description="when it happened, ISO-8601 with offset, within [now - "
+                                                 "serving.timestamp_past_days, now + serving.timestamp_future_minutes]")
+    amount: float = Field(None, ge=0, allow_inf_nan=False,
+                          description="conversion value, only on converted events, at most serving.max_feedback_amount")
 
-    @field_validator("action_id")
-    @classmethod
-    def _not_no_action(cls, v: str) -> str:
-        if v == NO_ACTION:
-            raise ValueError("action_id: no_action sends nothing, so it cannot have feedback")
-        return v
+    @model_validator(mode="after")
+    def _amount_on_conversions(self) -> "FeedbackRequest":
+        if self.amount is not None and self.event != "converted":
+            raise ValueError(f"amount: only a converted event carries an amount (got one on {self.event})")
+        return self
 
 
 class FeedbackResponse(BaseModel):
     accepted: bool
     decision_id: str
     event: FeedbackEvent
+    duplicate: bool = Field(description="this event was already recorded for the decision: counted once")
+    features_refreshed: bool = Field(description="the customer's online features now count the event")
+
+
+class ErrorDetail(BaseModel):
+    field: str = Field(description="dotted path of the field, e.g. customers.3.context.trigger_event")
+    message: str
 
 
 class ErrorResponse(BaseModel):
-    error: str
-    detail: Any = None
+    """The one shape of every error (see serving/errors.py)."""
+
+    error: str = Field(description="one line naming the field and what is wrong")
+    code: str = Field(description="machine code, e.g. invalid_request, unauthorised, unknown_decision")
+    details: list[ErrorDetail]
+
+
+class HealthResponse(BaseModel):
+    status: Literal["ok", "unavailable"]
+    checks: dict[str, str] = Field(description="feature_store, pressure_store, decision_log, models: ok or why not")
+    models: dict[str, str]
+    fallback_heads: dict[str, str]
+    compiled_trees: dict[str, bool] | None
+    channels: list[str]
+    workers: int
+    uptime_s: float

@@ -1,90 +1,97 @@
 """The BentoML service journey engines call: `POST /next_action`, `POST /feedback`.
 
-Run it with `nextbest serve` or `bentoml serve serving.service:NextBest`.
-Settings, the online feature store, the @champion boosters and the compiled
-policy are loaded once, when the service starts.
+Run it with `nextbest serve` (``serving.workers`` processes) or `bentoml serve serving.service:NextBest`.
+Settings, the online feature store, the pressure store, the decision log, the @champion boosters and
+the compiled policy are loaded once, when a worker starts. Every request first passes the front door
+(``serving.middleware``): auth, routes, strict body validation, one error shape, docs and metrics.
 """
 
 from __future__ import annotations
 
 import gc
-import hmac
+import json
 import logging
-from http import HTTPStatus
 
 import bentoml
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 
-from serving.schemas import FeedbackRequest, NextActionRequest
+from serving.middleware import INPUT_KEY, FrontDoor
 
 log = logging.getLogger("nextbest.serving")
 
 
-def _error(ctx: bentoml.Context, status: HTTPStatus, message: str) -> dict:
-    """A domain error as a JSON body {"error": ...} with its status code."""
-    ctx.response.status_code = int(status)
-    if status == HTTPStatus.UNAUTHORIZED:
-        ctx.response.headers["WWW-Authenticate"] = 'Bearer realm="nextbest"'
-    return {"error": message}
+class _NoRequestContent(logging.Filter):
+    """BentoML logs a failed request with its traceback (which can quote the input): keep the line, drop the rest."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg, record.args = "a request failed inside BentoML (%s)", (record.levelname,)
+        record.exc_info, record.exc_text, record.stack_info = None, None, None
+        return True
 
 
 @bentoml.service(
     name="nextbest",
-    workers=1,
+    workers=1,  # `nextbest serve` sets serving.workers
     logging={"access": {"enabled": False}},
+    metrics={"enabled": False},  # the front door serves /metrics with bounded labels
     traffic={"timeout": 30},
 )
 class NextBest:
     def __init__(self) -> None:
         from nextbest.settings import load_settings
         from serving.engine import Engine
+        from serving.middleware import Door
+        from serving.openapi import openapi_document
+        from serving.run import die_with_parent
 
-        self.settings = load_settings()
-        self.max_customers = self.settings.serving.max_customers_per_request
-        self._token = self.settings.serving.auth_token
-        self.engine = Engine(self.settings)
+        die_with_parent()  # the worker dies with its server (BentoML starts it in a session of its own)
+        logging.getLogger("bentoml._internal.server.http_app").addFilter(_NoRequestContent())
+        settings = load_settings()
+        sv = settings.serving
+        self.engine = Engine(settings)
+        self.door = Door(sv.auth_token, sv.max_body_bytes, sv.max_customers_per_request,
+                         openapi_document(settings), self.engine.health)
         gc.collect()
         gc.freeze()  # models, store and policy live for the whole process: keep them out of every GC pass
-        log.info("nextbest ready: %s", self.engine.health())
+        log.info("nextbest ready: %s", self.engine.checks())
 
-    def _unauthorised(self, ctx: bentoml.Context) -> dict | None:
-        if not self._token:
-            return None
-        header = ctx.request.headers.get("authorization", "")
-        scheme, _, token = header.partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip(), self._token):
-            return _error(ctx, HTTPStatus.UNAUTHORIZED,
-                          "authorization: send the header 'Authorization: Bearer <token>' with the configured token")
-        return None
+    def __is_ready__(self) -> bool:
+        return all(v == "ok" for v in self.engine.checks().values())
 
-    @bentoml.api(route="/next_action", input_spec=NextActionRequest)
-    def next_action(self, ctx: bentoml.Context, **fields) -> dict:
+    @bentoml.api(route="/next_action")
+    def next_action(self, ctx: bentoml.Context) -> dict:
         """Which action, on which channel, at what time - or nothing - for each customer, and why."""
-        denied = self._unauthorised(ctx)
-        if denied:
-            return denied
-        n = len(fields.get("customers") or fields.get("customer_ids") or [])
-        if n > self.max_customers:
-            return _error(ctx, HTTPStatus.BAD_REQUEST,
-                          f"customers: at most {self.max_customers} customers per request (got {n}); split the call")
-        req = NextActionRequest.model_construct(**fields)
-        body = {"request_id": req.request_id, "decisions": self.engine.decide(req)}
-        return JSONResponse(body)  # serialised once, here (the records are plain JSON types)
+        from serving.errors import ApiError
+        from serving.middleware import metrics
 
-    @bentoml.api(route="/feedback", input_spec=FeedbackRequest)
-    def feedback(self, ctx: bentoml.Context, **fields) -> dict:
-        """What happened to a decision's message: sent, delivered, opened, clicked, converted, unsubscribed."""
-        from serving.engine import UnknownDecision
-
-        denied = self._unauthorised(ctx)
-        if denied:
-            return denied
+        req = ctx.request.scope[INPUT_KEY]
         try:
-            return self.engine.feedback(FeedbackRequest.model_construct(**fields))
-        except UnknownDecision as e:
-            return _error(ctx, HTTPStatus.NOT_FOUND, str(e))
+            records, texts = self.engine.answer(req)
+        except ApiError as e:
+            ctx.response.status_code = e.status  # BentoML answers with the context's status
+            return JSONResponse(e.body(), status_code=e.status)
+        counter = metrics()["decisions"]
+        for r in records:
+            counter.labels(action=r["action"], channel=r["channel"] or "none").inc()
+        body = '{"request_id":' + json.dumps(req.request_id) + ',"decisions":[' + ",".join(texts) + "]}"
+        return Response(body.encode(), media_type="application/json")  # each decision serialised once
 
-    @bentoml.api(route="/health")
-    def health(self) -> dict:
-        """Which models are loaded, which heads fall back, whether the feature store answers."""
-        return self.engine.health()
+    @bentoml.api(route="/feedback")
+    def feedback(self, ctx: bentoml.Context) -> dict:
+        """What happened to a decision's message: sent, delivered, opened, clicked, converted, unsubscribed,
+        cancelled."""
+        from serving.errors import ApiError
+        from serving.middleware import metrics
+
+        fb = ctx.request.scope[INPUT_KEY]
+        try:
+            out = self.engine.feedback(fb)
+        except ApiError as e:
+            ctx.response.status_code = e.status  # BentoML answers with the context's status
+            return JSONResponse(e.body(), status_code=e.status)
+        if not out["duplicate"]:
+            metrics()["feedback"].labels(event=fb.event).inc()
+        return JSONResponse(out)
+
+
+NextBest.add_asgi_middleware(FrontDoor)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import shutil
+import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -25,7 +28,50 @@ def artifacts_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def installation(tmp_path_factory):
-    """A simulated world with the case-study customers, features materialised, four heads trained."""
-    from tests.support import build_installation
+    """A simulated world with the case-study customers, features materialised, four heads trained.
 
+    NEXTBEST_TEST_INSTALLATION=DIR reuses one built earlier in DIR (development only: building takes
+    minutes, but the state the tests leave behind is not cleared)."""
+    import os
+
+    from tests.support import build_installation, reuse_installation
+
+    reuse = os.environ.get("NEXTBEST_TEST_INSTALLATION")
+    if reuse:
+        return reuse_installation(Path(reuse))
     return build_installation(tmp_path_factory.mktemp("nextbest"))
+
+
+@pytest.fixture(scope="session")
+def redis_port(tmp_path_factory):
+    """A real redis-server on 127.0.0.1 and a free port, stopped at the end of the session."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        pytest.skip("redis-server is not installed (apt-get install redis-server; `make test` installs it)")
+    from tests.support import free_port
+
+    port = free_port()
+    workdir = tmp_path_factory.mktemp("redis")
+    proc = subprocess.Popen(
+        [binary, "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no", "--dir", str(workdir)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    import redis
+
+    client = redis.Redis(host="127.0.0.1", port=port)
+    for _ in range(100):
+        try:
+            if client.ping():
+                break
+        except redis.ConnectionError:
+            time.sleep(0.05)
+    else:
+        proc.terminate()
+        pytest.fail(f"redis-server did not answer on 127.0.0.1:{port}")
+    yield port
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()

@@ -9,7 +9,9 @@ so no test depends on the day the suite runs.
 
 from __future__ import annotations
 
+import json
 import shutil
+import socket
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -23,7 +25,15 @@ from nextbest.settings import DEFAULT_CONFIG_DIR, Settings, load_settings
 from nextbest.vocabulary import CHANNELS as ALL
 
 WORLD_START = date(2025, 3, 3)  # a Monday; test worlds never move with the calendar
-CLOCK_HOURS_AFTER_END = 9.5  # the service's fixed "now": this long after the world's last day (09:30 UTC)
+CLOCK_HOURS_AFTER_END = 9.5
+SETTINGS_FILE = "settings.json"  # beside a built installation: its settings as environment variables  # the service's fixed "now": this long after the world's last day (09:30 UTC)
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 nothing listens on now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 def clock_after(start: date, days: int) -> str:
@@ -200,4 +210,11 @@ def build_installation(root: Path, customers: int = 2500, days: int = 240, seed:
     store.materialize(s)
     if train:
         train_all(s, oracle=Oracle.load(s.world_dir))
+    (root / SETTINGS_FILE).write_text(json.dumps(settings_env(s), indent=1))
     return s
+
+
+def reuse_installation(root: Path) -> Settings:
+    """The settings of an installation built earlier under `root` (for development: its state is not fresh)."""
+    env = json.loads((root / SETTINGS_FILE).read_text())
+    return load_settings(env.pop("NEXTBEST_CONFIG_DIR"), environ=env)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -13,53 +12,69 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.support import settings_env
+from tests.support import free_port, settings_env
 
 ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "e2e-secret-token"
 BIN = Path(sys.executable).parent
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def start_server(cmd: list[str], env: dict, log, port: int, ready_timeout: float = 120) -> subprocess.Popen:
+    """Start `cmd` (a server on 127.0.0.1:`port`) in a process group of its own; return once /readyz says 200."""
+    proc = subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT), **env},
+                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    deadline = time.time() + ready_timeout
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode}: {Path(log.name).read_text()[-3000:]}")
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
+                return proc
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.25)
+    stop_server(proc)
+    raise RuntimeError(f"server did not become ready in {ready_timeout:.0f} s: {Path(log.name).read_text()[-3000:]}")
+
+
+def stop_server(proc: subprocess.Popen) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, 15)  # the server (its workers die with it)
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, 9)
+        proc.wait()
+
+
+def client_for(port: int, token: str | None = None) -> httpx.Client:
+    headers = {"authorization": f"Bearer {token}"} if token else {}
+    return httpx.Client(base_url=f"http://127.0.0.1:{port}", headers=headers, timeout=60)
 
 
 @contextlib.contextmanager
 def running_server(cmd: list[str], env: dict, log_path: Path, port: int, token: str | None = None,
                    ready_timeout: float = 120):
     """Start `cmd` (a server on 127.0.0.1:`port`), wait for /readyz, yield an httpx client, stop it."""
-    log = open(log_path, "w")
-    proc = subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT), **env},
-                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.time() + ready_timeout
-    try:
-        while time.time() < deadline:
-            if proc.poll() is not None:
-                raise RuntimeError(f"server exited with {proc.returncode}: {log_path.read_text()[-3000:]}")
-            try:
-                if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.5)
-        else:
-            raise RuntimeError(f"server did not become ready in {ready_timeout:.0f} s: {log_path.read_text()[-3000:]}")
-        headers = {"authorization": f"Bearer {token}"} if token else {}
-        with httpx.Client(base_url=base, headers=headers, timeout=60) as client:
-            yield client
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, 15)  # the server and its workers
+    with open(log_path, "w") as log:
+        proc = start_server(cmd, env, log, port, ready_timeout)
         try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, 9)
-            proc.wait()
-        log.close()
+            with client_for(port, token) as client:
+                client.server_process = proc  # the server's process (its group holds the whole server)
+                yield client
+        finally:
+            stop_server(proc)
+
+
+def serve_cmd(port: int) -> list[str]:
+    """`nextbest serve` (settings from the environment: workers, clock, stores) on 127.0.0.1:`port`."""
+    return [str(BIN / "nextbest"), "serve", "--port", str(port)]
+
+
+def bentoml_cmd(port: int) -> list[str]:
+    """The BentoML server alone (one worker, settings from the environment) on 127.0.0.1:`port`."""
+    return [str(BIN / "bentoml"), "serve", "serving.service:NextBest", "--host", "127.0.0.1", "--port", str(port)]
 
 
 @pytest.fixture(scope="session")
@@ -73,6 +88,5 @@ def server(installation):
     port = free_port()
     env = {**settings_env(installation), "NEXTBEST__SERVING__AUTH_TOKEN": TOKEN,
            "NEXTBEST__EFFECTS__MIN_ASSIGNMENTS": "1000000000"}
-    cmd = [str(BIN / "bentoml"), "serve", "serving.service:NextBest", "--host", "127.0.0.1", "--port", str(port)]
-    with running_server(cmd, env, installation.data_dir / "server.log", port, token=TOKEN) as client:
+    with running_server(bentoml_cmd(port), env, installation.data_dir / "server.log", port, token=TOKEN) as client:
         yield client

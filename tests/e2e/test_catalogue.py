@@ -9,8 +9,8 @@ import subprocess
 import pandas as pd
 import pytest
 
-from tests.e2e.conftest import BIN, free_port, running_server
-from tests.support import build_installation, copy_configs, settings_env
+from tests.e2e.conftest import BIN, running_server
+from tests.support import build_installation, copy_configs, free_port, now_of, settings_env
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -92,7 +92,7 @@ def test_serve_config_dir_serves_that_folder(menswear, tmp_path):
         r = http.post("/next_action", json={"customer_ids": [*ids, "one-too-many"]})
         assert r.status_code == 400 and f"at most {LIMIT}" in r.text
         fb = {"decision_id": new[0]["decision_id"], "customer_id": new[0]["customer_id"], "event": "sent",
-              "channel": "email", "action_id": NEW_ACTION, "timestamp": new[0]["send_at"]}
+              "channel": "email", "action_id": NEW_ACTION, "timestamp": now_of(menswear).isoformat()}
         assert http.post("/feedback", json=fb).status_code == 200
 
 

@@ -212,12 +212,19 @@ def test_nobody_gets_more_emails_than_the_cap(server, installation, now):
     cap = installation.contact_policy.caps.per_channel["email"].max
     first = one(server, "S-email-only")
     assert first["channel"] == "email", first["reasons"]
-    for _ in range(cap):
+    assert feedback(server, first, "cancelled", now).status_code == 200  # its capacity is released
+    sent = 0
+    for _ in range(cap + 2):
         d = one(server, "S-email-only")
-        assert feedback(server, d, "sent", now, "email", "cross_sell").status_code == 200
+        if d["action"] != "no_action":
+            assert d["channel"] == "email"
+            assert feedback(server, d, "sent", now).status_code == 200
+            sent += 1
+    assert 0 < sent <= cap
     after = one(server, "S-email-only")
-    assert after["channel"] != "email"
-    assert "cap_reached:email" in codes(after)
+    assert after["action"] == "no_action"
+    assert {"cap_reached:email", "cap_reached:overall"} & codes(after) or any(
+        c.startswith("cooldown:") for c in codes(after)), after["reasons"]
 
 
 def test_never_activated_registrant_is_reached_where_they_respond(server):
@@ -232,6 +239,8 @@ def test_never_activated_registrant_is_reached_where_they_respond(server):
 
 def test_context_trigger_changes_the_decision(server, now):
     plain = one(server, "S-context")
+    if plain["action"] != "no_action":  # release what it reserved: the next decision starts from the same counts
+        assert feedback(server, plain, "cancelled", now).status_code == 200
     breakfast = now.replace(hour=6, minute=30)  # 07:30 / 08:30 in Paris
     near = one(server, "S-context", trigger_event="location", near_store=True,
                trigger_timestamp=breakfast.isoformat())
@@ -246,3 +255,156 @@ def test_control_group_customers_get_nothing(server, all_decisions):
     for cid in held:
         d = one(server, cid)
         assert d["control_group"] and d["action"] == "no_action" and d["send_at"] is None
+
+
+# --------------------------------------------------------------------------- faults and abuse
+
+
+def _send_decision(all_decisions) -> dict:
+    """A decision with a send, returned (and reserved) by the all_decisions requests."""
+    acted = all_decisions[(all_decisions.action != "no_action") & ~all_decisions.control_group]
+    return acted.iloc[-1].to_dict()
+
+
+def test_feedback_is_checked_against_its_decision(server, all_decisions, now):
+    d = _send_decision(all_decisions)
+    stage = one(server, d["customer_id"])["stage"]
+
+    def post(**change) -> httpx.Response:
+        body = {"decision_id": d["decision_id"], "customer_id": d["customer_id"], "event": "sent",
+                "channel": d["channel"], "action_id": d["action"], "timestamp": now.isoformat(), **change}
+        return server.post("/feedback", json=body)
+
+    for year in ("2100", "2300", "9999", "0001"):
+        r = post(timestamp=f"{year}-06-01T10:00:00+00:00")
+        assert r.status_code == 400 and r.json()["details"][0]["field"] == "timestamp", r.text
+    assert one(server, d["customer_id"])["stage"] == stage  # nothing from 2100 moved the customer
+    for amount, field in ((1e308, "amount"), (-1, "amount")):
+        r = post(event="converted", amount=amount)
+        assert r.status_code == 400 and r.json()["details"][0]["field"] == field, r.text
+    raw = (f'{{"decision_id": "{d["decision_id"]}", "customer_id": "{d["customer_id"]}", "event": "converted", '
+           f'"channel": "{d["channel"]}", "action_id": "{d["action"]}", "timestamp": "{now.isoformat()}", '
+           f'"amount": Infinity}}')
+    r = server.post("/feedback", content=raw, headers={"content-type": "application/json"})
+    assert r.status_code == 400 and "amount" in r.json()["error"], r.text
+    r = post(amount=5.0)
+    assert r.status_code == 400 and r.json()["details"][0]["field"] == "amount" and "converted" in r.text
+    other = next(c for c in CHANNELS if c != d["channel"])
+    r = post(channel=other)
+    assert r.status_code == 409 and r.json()["details"][0]["field"] == "channel", r.text
+    r = post(action_id="welcome" if d["action"] != "welcome" else "cross_sell")
+    assert r.status_code == 409 and r.json()["details"][0]["field"] == "action_id", r.text
+    r = post(customer_id="someone-else")
+    assert r.status_code == 409 and r.json()["details"][0]["field"] == "customer_id", r.text
+    nothing = all_decisions[(all_decisions.action == "no_action") & ~all_decisions.control_group].iloc[0]
+    r = server.post("/feedback", json={"decision_id": nothing.decision_id, "customer_id": nothing.customer_id,
+                                       "event": "sent", "channel": "email", "action_id": "welcome",
+                                       "timestamp": now.isoformat()})
+    assert r.status_code == 409 and "no_action" in r.json()["error"], r.text
+    first, again = post(), post()
+    assert first.status_code == again.status_code == 200
+    assert (first.json()["duplicate"], again.json()["duplicate"]) == (False, True)
+    r = post(event="cancelled")
+    assert r.status_code == 409 and r.json()["details"][0]["field"] == "event" and "cannot be cancelled" in r.text
+
+
+@pytest.mark.parametrize("body, field", [
+    ({"customer_ids": None}, "customer_ids"),
+    ({"customers": []}, "customers"),
+    ({"customer_ids": ["a"], "request_id": None}, "request_id"),
+    ({"customer_ids": [""]}, "customer_ids.0"),
+    ({"customer_ids": ["a"], "context": {"near_store": "true"}}, "context.near_store"),
+    ({"customer_ids": ["a"], "context": {"trigger_timestamp": 1700000000}}, "context.trigger_timestamp"),
+    ({"customers": [{"customer_id": "a"}, {"customer_id": "b", "context": {"restrict_actions": ["free_money"]}}]},
+     "customers.1.context.restrict_actions"),
+    ({"customer_ids": ["a"], "context": {"restrict_actions": ["free_money"]}}, "context.restrict_actions"),
+])
+def test_every_refusal_is_a_400_in_one_shape_naming_the_field(server, body, field):
+    r = server.post("/next_action", json=body)
+    assert r.status_code == 400, r.text
+    err = r.json()
+    assert set(err) == {"error", "code", "details"} and err["code"] == "invalid_request"
+    assert err["details"][0]["field"] == field and err["error"].startswith(field)
+    assert all(set(x) == {"field", "message"} for x in err["details"])
+
+
+def test_no_5xx_for_a_multipart_body_without_boundary(server):
+    routes = ("/next_action", "/feedback", "/health", "/metrics", "/docs.json", "/livez", "/readyz", "/nowhere")
+    for path in routes:
+        for method in ("GET", "POST"):
+            r = server.request(method, path, content=b"x", headers={"content-type": "multipart/form-data"})
+            assert r.status_code < 500, (method, path, r.status_code, r.text)
+    r = server.post("/next_action", content=b"x", headers={"content-type": "multipart/form-data"})
+    assert r.status_code == 415 and r.json()["details"][0]["field"] == "content-type"
+    r = server.post("/next_action", content=b"{" * 10, headers={"content-type": "application/json"})
+    assert r.status_code == 400 and r.json()["details"][0]["field"] == "body"
+
+
+def test_only_liveness_and_readiness_answer_without_the_token(server):
+    base = str(server.base_url).rstrip("/")
+    for path in ("/livez", "/healthz", "/readyz"):
+        assert httpx.get(base + path).status_code == 200, path
+    for method, path in (("GET", "/metrics"), ("GET", "/health"), ("POST", "/health"), ("GET", "/docs.json"),
+                         ("GET", "/"), ("GET", "/customers/x"), ("POST", "/next_action"), ("POST", "/feedback")):
+        r = httpx.request(method, base + path, json={"customer_ids": "not even valid"})
+        assert r.status_code == 401 and r.json()["code"] == "unauthorised", (method, path, r.text)
+
+
+def test_health_checks_each_dependency(server):
+    h = server.get("/health")
+    assert h.status_code == 200
+    assert h.json()["checks"] == {"feature_store": "ok", "pressure_store": "ok", "decision_log": "ok", "models": "ok"}
+
+
+def test_metrics_have_bounded_labels_and_no_personal_data(server):
+    for i in range(50):
+        assert server.get(f"/u/visitor-{i}").status_code == 404
+    assert server.get("/customers/jane.doe@example.com").status_code == 404
+    text = server.get("/metrics").text
+    assert "jane.doe" not in text and "visitor-" not in text
+    import re
+
+    routes = set(re.findall(r'route="([^"]*)"', text))
+    assert "other" in routes and routes <= {"next_action", "feedback", "health", "livez", "healthz", "readyz",
+                                            "metrics", "docs", "ui", "static", "other"}
+    assert 'nextbest_decisions_total{action=' in text
+
+
+def test_logs_carry_no_customer_data(server, installation, now):
+    marker = "CUSTOMER-MARKER-4242"
+    server.post("/next_action", json={"customer_ids": [marker], "context": {"weather": "lava"}})
+    server.post("/next_action", json={"customers": [{"customer_id": marker, "context": {"near_store": "x"}}]})
+    server.post("/next_action", json={"customer_ids": [marker]})
+    server.post("/feedback", json={"decision_id": str(uuid.uuid4()), "customer_id": marker, "event": "sent",
+                                   "channel": "email", "action_id": "welcome", "timestamp": now.isoformat()})
+    server.get(f"/customers/{marker}")
+    assert marker not in (installation.data_dir / "server.log").read_text()
+
+
+def test_openapi_types_every_answer(server, installation):
+    spec = server.get("/docs.json").json()
+    ok = spec["paths"]["/next_action"]["post"]["responses"]["200"]["content"]["application/json"]["schema"]
+    assert ok == {"$ref": "#/components/schemas/NextActionResponse"}
+    req = spec["components"]["schemas"]["NextActionRequest"]["properties"]["customer_ids"]
+    assert req["minItems"] == 1 and req["maxItems"] == installation.serving.max_customers_per_request
+    for path, ops in spec["paths"].items():
+        for method, op in ops.items():
+            for code, resp in op["responses"].items():
+                if code.startswith(("4", "5")) and path not in ("/readyz", "/health"):
+                    schema = resp["content"]["application/json"]["schema"]
+                    assert schema["$ref"].endswith("/ErrorResponse"), (path, code)
+
+
+def test_schemathesis_finds_no_server_error_and_no_conformance_failure(server, tmp_path):
+    import subprocess
+
+    from tests.e2e.conftest import BIN, TOKEN
+
+    res = subprocess.run(
+        [str(BIN / "st"), "run", f"{str(server.base_url).rstrip('/')}/docs.json", "--checks", "all",
+         "--max-examples", "40", "--workers", "1", "--seed", "13", "--no-shrink", "--phases",
+         "examples,coverage,fuzzing,stateful", "-H", f"Authorization: Bearer {TOKEN}", "--max-failures", "5"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    tail = res.stdout[-4000:]
+    assert res.returncode == 0, tail
+    assert "passed" in tail and "failed" not in tail.split("SUMMARY")[-1]

@@ -21,6 +21,8 @@ def scorer(installation):
 def test_batch_decides_for_everyone_like_the_online_service(installation, scorer, tmp_path):
     from serving.engine import Engine
     from serving.history import ContactHistory
+    from serving.policy import compile_policy
+    from serving.pressure import Limits, SqlitePressure
     from serving.schemas import NextActionRequest
 
     stats = score(installation, None, tmp_path / "all.parquet", scorer=scorer)
@@ -31,7 +33,8 @@ def test_batch_decides_for_everyone_like_the_online_service(installation, scorer
     t = pd.Timestamp(stats["as_of"])
     # simulated customers only: the end-to-end tests push feedback for the scenario customers ("S-...")
     sample = out[out["customer_id"].str.startswith("C")].sample(200, random_state=1)
-    engine = Engine(installation, scorer=scorer, history=ContactHistory(tmp_path / "h.db"))
+    pressure = SqlitePressure(tmp_path / "p.db", Limits.from_policy(compile_policy(installation)), create=True)
+    engine = Engine(installation, scorer=scorer, history=ContactHistory(tmp_path / "h.db"), pressure=pressure)
     req = NextActionRequest(customer_ids=sample["customer_id"].tolist(), context={"trigger_timestamp": t},
                             request_id=f"batch:{t.isoformat()}")
     online = pd.DataFrame(engine.decide(req, now=t.to_pydatetime()))

@@ -1,0 +1,276 @@
+"""The front door of the HTTP service: one ASGI middleware in front of BentoML's routes.
+
+In this order, for every request:
+
+1. **Auth.** With ``serving.auth_token`` set, only liveness and readiness (``/livez``, ``/healthz``,
+   ``/readyz``) answer without ``Authorization: Bearer <token>``; everything else, unknown paths
+   included, is a 401 before anything is read.
+2. **Routes.** Unknown paths are a 404, other methods a 405, in the one error shape.
+3. **Bodies** of ``/next_action`` and ``/feedback``: ``application/json`` only (a missing
+   Content-Type is read as JSON; anything else is a 415), at most ``serving.max_body_bytes`` (413),
+   validated strictly against the models of ``serving.schemas`` (400 naming each field). The
+   validated request is handed to the service method in the ASGI scope, so BentoML never parses,
+   validates or logs a request body.
+4. ``/docs.json`` (built once, ``serving.openapi``), ``/metrics`` (labels from a fixed set of route
+   names, methods and status codes: no path, id or other customer data) and ``/health`` are
+   answered here.
+
+Anything unexpected becomes a 500 in the same shape, logged by exception type only: no log line
+at any level carries a request's content.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass
+from functools import lru_cache
+from http import HTTPStatus
+from typing import Callable
+
+import anyio
+from pydantic import BaseModel, ValidationError
+
+from serving.errors import ApiError, invalid
+from serving.schemas import FeedbackRequest, NextActionRequest
+
+log = logging.getLogger("nextbest.serving")
+INPUT_KEY = "nextbest.input"  # where the validated request waits in the ASGI scope
+PROBES = ("/livez", "/healthz", "/readyz")
+
+
+@dataclass(frozen=True)
+class Route:
+    name: str  # the metrics label
+    methods: tuple[str, ...]
+    body: type[BaseModel] | None = None  # validated JSON body, handed on to the BentoML API method
+    public: bool = False  # answers without the bearer token
+
+
+ROUTES = {
+    "/next_action": Route("next_action", ("POST",), NextActionRequest),
+    "/feedback": Route("feedback", ("POST",), FeedbackRequest),
+    "/health": Route("health", ("GET", "POST")),
+    "/livez": Route("livez", ("GET",), public=True),
+    "/healthz": Route("healthz", ("GET",), public=True),
+    "/readyz": Route("readyz", ("GET",), public=True),
+    "/metrics": Route("metrics", ("GET",)),
+    "/docs.json": Route("docs", ("GET",)),
+    "/": Route("ui", ("GET",)),
+}
+STATIC_PREFIX = "/static_content/"  # the Swagger UI's assets
+STATUSES = {int(s) for s in HTTPStatus}
+
+
+@lru_cache(maxsize=1)
+def metrics():
+    """The service's metrics, created once per process (BentoML aggregates them across workers)."""
+    import bentoml
+
+    return {
+        "requests": bentoml.metrics.Counter(
+            name="nextbest_requests", documentation="HTTP requests by route, method and status",
+            labelnames=["route", "method", "status"]),
+        "seconds": bentoml.metrics.Histogram(
+            name="nextbest_request_seconds", documentation="HTTP request duration by route", labelnames=["route"],
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)),
+        "decisions": bentoml.metrics.Counter(
+            name="nextbest_decisions", documentation="decisions by action and channel",
+            labelnames=["action", "channel"]),
+        "feedback": bentoml.metrics.Counter(
+            name="nextbest_feedback", documentation="feedback events recorded (retries excluded)",
+            labelnames=["event"]),
+    }
+
+
+def validation_error(e: ValidationError) -> ApiError:
+    """A pydantic error as a 400 naming every field (messages only, never the input values)."""
+    details = []
+    for err in e.errors(include_input=False, include_url=False, include_context=False):
+        msg = err["msg"].removeprefix("Value error, ")
+        field = ".".join(str(p) for p in err["loc"])
+        if not field:  # a rule about the whole body: its message starts with the fields it is about
+            head, sep, rest = msg.partition(": ")
+            field, msg = (head, rest) if sep and " " not in head.replace(" / ", "/") else ("body", msg)
+        if err["type"] == "json_invalid":
+            field, msg = "body", f"not valid JSON ({msg})"
+        details.append((field, msg))
+    first_field, first_msg = details[0]
+    more = f" (and {len(details) - 1} more)" if len(details) > 1 else ""
+    return ApiError(HTTPStatus.BAD_REQUEST, "invalid_request", f"{first_field}: {first_msg}{more}", details)
+
+
+class Door:
+    """What the front door needs, built once by the service at start (settings read once, passed in)."""
+
+    def __init__(self, token: str | None, max_body: int, max_customers: int, document: dict,
+                 health: Callable[[], dict]):
+        self.token = token.encode() if token else None
+        self.max_body, self.max_customers = max_body, max_customers
+        self.document = json.dumps(document).encode()
+        self.health = health
+
+    def authorised(self, scope) -> bool:
+        import hmac
+
+        if self.token is None:
+            return True
+        header = dict(scope["headers"]).get(b"authorization", b"")
+        scheme, _, token = header.partition(b" ")
+        return scheme.lower() == b"bearer" and hmac.compare_digest(token.strip(), self.token)
+
+    def check_body(self, route: Route, body: bytes) -> BaseModel:
+        try:
+            req = route.body.model_validate_json(body, strict=True)
+        except ValidationError as e:
+            raise validation_error(e) from None
+        if isinstance(req, NextActionRequest):
+            n = len(req.ids())
+            if n > self.max_customers:
+                field = "customers" if req.customers is not None else "customer_ids"
+                raise invalid(field, f"at most {self.max_customers} customers per request (got {n}); split the call")
+        return req
+
+
+async def respond(send, status: int, body: bytes, content_type: bytes = b"application/json",
+                  headers: tuple = ()) -> None:
+    await send({"type": "http.response.start", "status": status, "headers": [
+        (b"content-type", content_type), (b"content-length", str(len(body)).encode()), *headers]})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def respond_error(send, e: ApiError) -> None:
+    headers = ((b"www-authenticate", b'Bearer realm="nextbest"'),) if e.status == 401 else ()
+    await respond(send, e.status, json.dumps(e.body()).encode(), headers=headers)
+
+
+async def read_body(receive, limit: int) -> bytes:
+    chunks, size = [], 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ApiError(HTTPStatus.BAD_REQUEST, "invalid_request", "body: the client disconnected")
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise too_large(limit)
+        chunks.append(chunk)
+        if not message.get("more_body"):
+            return b"".join(chunks)
+
+
+def too_large(limit: int) -> ApiError:
+    return ApiError(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, "too_large",
+                    f"body: larger than {limit} bytes (serving.max_body_bytes); split the call",
+                    [("body", "too large")])
+
+
+def _json_content_type(headers: dict) -> bool:
+    value = headers.get(b"content-type")
+    if value is None:
+        return True
+    media = value.split(b";")[0].strip().lower()
+    return media == b"application/json"
+
+
+class FrontDoor:
+    """The ASGI middleware BentoML installs in front of the service's routes (see the module docstring).
+
+    It reads its configuration from the running service instance (its ``door`` attribute), which is
+    built in the service's ``__init__`` from the settings loaded there."""
+
+    def __init__(self, app):
+        self.app = app
+        self._door: Door | None = None
+
+    def door(self) -> Door:
+        if self._door is None:
+            from _bentoml_sdk.service import get_current_service
+
+            self._door = get_current_service().door
+        return self._door
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        t0 = time.perf_counter()
+        path, method = scope["path"], scope["method"]
+        route = ROUTES.get(path)
+        label = route.name if route else ("static" if path.startswith(STATIC_PREFIX) else "other")
+        status = {"code": 500}
+
+        async def tracked(message) -> None:
+            if message["type"] == "http.response.start":
+                status["code"] = message["status"]
+            await send(message)
+
+        try:
+            await self._handle(scope, receive, tracked, route, path, method)
+        except ApiError as e:
+            await respond_error(tracked, e)
+        except Exception as e:  # a bug: answered in the error shape, logged without any request content
+            log.error("unexpected %s on route %s", type(e).__name__, label)
+            await respond_error(tracked, ApiError(HTTPStatus.INTERNAL_SERVER_ERROR, "internal_error",
+                                                  "internal error: retry later with the same request"))
+        finally:
+            m = metrics()
+            code = status["code"]
+            m["requests"].labels(route=label, method=method if method in ("GET", "POST") else "other",
+                                 status=str(code) if code in STATUSES else "other").inc()
+            m["seconds"].labels(route=label).observe(time.perf_counter() - t0)
+
+    async def _handle(self, scope, receive, send, route: Route | None, path: str, method: str) -> None:
+        door = self.door()
+        public = route is not None and route.public
+        if not public and not door.authorised(scope):
+            raise ApiError(HTTPStatus.UNAUTHORIZED, "unauthorised",
+                           "authorization: send the header 'Authorization: Bearer <token>' with the configured token",
+                           [("authorization", "missing or wrong bearer token")])
+        if route is None:
+            if path.startswith(STATIC_PREFIX) and method == "GET":
+                return await self.app(scope, receive, send)
+            raise ApiError(HTTPStatus.NOT_FOUND, "not_found", f"path: not a route of this service; routes: "
+                           f"{', '.join(ROUTES)}", [("path", "not a route")])
+        if method not in route.methods:
+            e = ApiError(HTTPStatus.METHOD_NOT_ALLOWED, "method_not_allowed",
+                         f"method: {path} answers {', '.join(route.methods)}", [("method", "not allowed")])
+            headers = ((b"allow", ", ".join(route.methods).encode()),)
+            return await respond(send, e.status, json.dumps(e.body()).encode(), headers=headers)
+        if route.name == "docs":
+            return await respond(send, 200, door.document)
+        if route.name == "metrics":
+            from bentoml._internal.configuration.containers import BentoMLContainer
+
+            client = BentoMLContainer.metrics_client.get()
+            text = await anyio.to_thread.run_sync(client.generate_latest)
+            return await respond(send, 200, text, content_type=client.CONTENT_TYPE_LATEST.encode())
+        if route.name == "health":
+            body = await anyio.to_thread.run_sync(door.health)
+            return await respond(send, 200 if body["status"] == "ok" else 503, json.dumps(body).encode())
+        if route.body is None:
+            return await self.app(scope, receive, send)
+        headers = dict(scope["headers"])
+        if not _json_content_type(headers):
+            raise ApiError(HTTPStatus.UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type",
+                           "content-type: send the body as application/json", [("content-type", "not JSON")])
+        length = headers.get(b"content-length")
+        if length is not None and length.isdigit() and int(length) > door.max_body:
+            raise too_large(door.max_body)
+        body = await read_body(receive, door.max_body)
+        req = door.check_body(route, body)
+        # hand the validated request on; BentoML gets an empty JSON object to parse
+        inner = dict(scope, headers=[(k, v) for k, v in scope["headers"]
+                                     if k not in (b"content-type", b"content-length")]
+                     + [(b"content-type", b"application/json"), (b"content-length", b"2")])
+        inner[INPUT_KEY] = req
+        replayed = False
+
+        async def replay():
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": b"{}", "more_body": False}
+            return await receive()
+
+        await self.app(inner, replay, send)

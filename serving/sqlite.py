@@ -1,0 +1,75 @@
+"""One SQLite file shared by every worker process of the service (WAL mode), as the decision log and the
+SQLite pressure store use it: created only when asked (at service start), never silently recreated when
+it disappears, one connection per thread, write transactions under ``BEGIN IMMEDIATE``."""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+import threading
+from pathlib import Path
+from typing import Callable, Iterator
+
+
+class SqliteFile:
+    def __init__(self, path: Path | str, what: str, unavailable: type[Exception], sync: str = "normal",
+                 create: Callable[[sqlite3.Connection], None] | None = None):
+        """``what`` names the file in errors; ``unavailable`` is raised when it cannot be used;
+        ``create`` (given at service start) creates it if needed and brings its schema up to date."""
+        self.path, self.what, self.unavailable, self.sync = Path(path), what, unavailable, sync.upper()
+        if create is not None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with contextlib.closing(sqlite3.connect(self.path, isolation_level=None, timeout=30)) as c:
+                c.execute("PRAGMA journal_mode=WAL")
+                create(c)
+        self._local = threading.local()
+
+    def _open(self, timeout: float) -> sqlite3.Connection:
+        if not self.path.exists():
+            raise self.unavailable(f"{self.what} {self.path} is missing")
+        try:
+            return sqlite3.connect(f"file:{self.path}?mode=rw", uri=True, isolation_level=None, timeout=timeout,
+                                   check_same_thread=False)
+        except sqlite3.Error as e:
+            raise self.unavailable(f"{self.what} {self.path}: {e}") from None
+
+    def conn(self) -> sqlite3.Connection:
+        """This thread's connection (opened once)."""
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._open(timeout=30)
+            conn.execute(f"PRAGMA synchronous={self.sync}")
+            self._local.conn = conn
+        return conn
+
+    @contextlib.contextmanager
+    def guard(self) -> Iterator[None]:
+        """SQLite errors as ``unavailable``."""
+        try:
+            yield
+        except sqlite3.Error as e:
+            raise self.unavailable(f"{self.what} {self.path}: {e}") from None
+
+    @contextlib.contextmanager
+    def tx(self, immediate: bool = True) -> Iterator[sqlite3.Connection]:
+        """A transaction: a write lock from the start when ``immediate``, a consistent read otherwise."""
+        with self.guard():
+            conn = self.conn()
+            conn.execute("BEGIN IMMEDIATE" if immediate else "BEGIN")
+            try:
+                yield conn
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+
+    def ping(self, query: str) -> None:
+        """Raise ``unavailable`` unless the file is there and answers ``query`` on a fresh connection."""
+        with contextlib.closing(self._open(timeout=5)) as c, self.guard():
+            c.execute(query).fetchall()
+
+    def close(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None

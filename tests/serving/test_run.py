@@ -1,0 +1,34 @@
+"""`nextbest serve` starts again at once after a crash: the port check ignores connections left in TIME-WAIT."""
+
+from __future__ import annotations
+
+import socket
+
+from serving.run import port_free, server_env
+from tests.support import free_port
+
+
+def test_a_port_with_connections_in_time_wait_is_free():
+    port = free_port()
+    server = socket.socket()
+    server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    server.bind(("127.0.0.1", port))
+    server.listen()
+    assert not port_free("127.0.0.1", port)  # someone listens
+    client = socket.create_connection(("127.0.0.1", port))
+    conn, _ = server.accept()
+    conn.close()  # the server closes first: its side of the connection waits in TIME-WAIT
+    client.close()
+    server.close()
+    assert port_free("127.0.0.1", port)
+
+
+def test_the_server_gets_the_configured_worker_count():
+    import json
+
+    from nextbest.settings import DEFAULT_CONFIG_DIR, load_settings
+
+    s = load_settings(DEFAULT_CONFIG_DIR, environ={"NEXTBEST__SERVING__WORKERS": "3"})
+    env = server_env(s, environ={})
+    assert json.loads(env["BENTOML_CONFIG_OVERRIDES"]) == {"services": {"nextbest": {"workers": 3}}}
+    assert env["NEXTBEST_CONFIG_DIR"] == str(s.config_dir)
