@@ -136,6 +136,9 @@ class Serving(_Strict):
     auth_token: str | None = None
     experiment: str = "nba-2025"
     control_share: float = Field(0.10, ge=0.0, lt=1.0)
+    # share of decisions drawn at random among the eligible options (no_action included), logged with their
+    # propensity so effects and new policies can be learned and judged from the product's own decisions; 0 = off
+    exploration_share: float = Field(0.05, ge=0.0, lt=1.0)
     access_log: bool = False
     workers: int = Field(1, ge=1, le=64)  # worker processes; they share the pressure store and the decision log
     reservation_hold_minutes: int = Field(120, ge=1, le=7 * 24 * 60)  # a send's capacity is held until send_at + this

@@ -99,10 +99,12 @@ def _row_request_ids(ids: list[str], request_id: str | None) -> list[str | None]
 
 
 def _withhold(record: dict, reason: dict, fallback: str | None = None) -> None:
-    """Turn a recommended send into no_action, saying why."""
-    record.update(action=NO_ACTION, channel=None, send_at=None, expected_value=0.0)
+    """Turn a recommended send into no_action, saying why: the answer is then the service's, not a draw of the
+    assignment, so it carries no propensity."""
+    record.update(action=NO_ACTION, channel=None, send_at=None, expected_value=0.0, propensity=None,
+                  exploration=False)
     record["reasons"] = [r for r in record["reasons"]
-                         if r["code"] != "best_ev" and not r["code"].startswith("context:")]
+                         if r["code"] not in ("best_ev", "exploration") and not r["code"].startswith("context:")]
     record["reasons"].append(reason)
     if fallback:
         record["fallback"] = True

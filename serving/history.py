@@ -25,12 +25,19 @@ _SCHEMA = """
 CREATE TABLE IF NOT EXISTS decisions (
   decision_id TEXT PRIMARY KEY, customer_id TEXT, decided_at TEXT, request_id TEXT, action TEXT, channel TEXT,
   send_at TEXT, stage TEXT, expected_value REAL, control_group INTEGER, holdout_action TEXT, cold_start INTEGER,
-  fallback INTEGER, model_versions TEXT, record TEXT);
+  fallback INTEGER, model_versions TEXT, record TEXT, propensity REAL, exploration INTEGER);
 CREATE TABLE IF NOT EXISTS feedback (
   decision_id TEXT, customer_id TEXT, event TEXT, channel TEXT, action_id TEXT, amount REAL, event_timestamp TEXT);
 CREATE INDEX IF NOT EXISTS feedback_decision ON feedback(decision_id);
 """
 _FEEDBACK_ONCE = "CREATE UNIQUE INDEX IF NOT EXISTS feedback_once ON feedback(decision_id, event)"
+# columns added to the decisions table since its first version, in order: a log written earlier gains them
+_ADDED = (("record", "TEXT"), ("propensity", "REAL"), ("exploration", "INTEGER"))
+_DECISION_COLUMNS = ("decision_id", "customer_id", "decided_at", "request_id", "action", "channel", "send_at", "stage",
+                     "expected_value", "control_group", "holdout_action", "cold_start", "fallback", "model_versions",
+                     "record", "propensity", "exploration")
+_INSERT = (f"INSERT OR IGNORE INTO decisions ({', '.join(_DECISION_COLUMNS)}) "
+           f"VALUES ({', '.join('?' * len(_DECISION_COLUMNS))})")
 
 
 class HistoryUnavailable(RuntimeError):
@@ -46,8 +53,7 @@ class ContactHistory:
                       request_id: str | None) -> None:
         """Commit a request's decisions (and the JSON each was answered with) in one transaction."""
         with self.db.tx() as conn:
-            conn.executemany("INSERT OR IGNORE INTO decisions VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                             _rows(records, texts, decided_at, request_id))
+            conn.executemany(_INSERT, _rows(records, texts, decided_at, request_id))
 
     def answered(self, decision_ids: Sequence[str]) -> dict[str, str]:
         """The JSON already answered for those of ``decision_ids`` that were decided before."""
@@ -97,8 +103,10 @@ class ContactHistory:
 def _create(conn: sqlite3.Connection) -> None:
     """Create the log, or bring one written by an earlier version up to date."""
     conn.executescript(_SCHEMA)
-    if "record" not in {row[1] for row in conn.execute("PRAGMA table_info(decisions)")}:
-        conn.execute("ALTER TABLE decisions ADD COLUMN record TEXT")
+    have = {row[1] for row in conn.execute("PRAGMA table_info(decisions)")}
+    for name, kind in _ADDED:
+        if name not in have:  # decisions logged before the column existed keep NULL there
+            conn.execute(f"ALTER TABLE decisions ADD COLUMN {name} {kind}")
     try:
         conn.execute(_FEEDBACK_ONCE)
     except sqlite3.IntegrityError:  # repeated events stored before feedback became idempotent: keep the first
@@ -113,4 +121,5 @@ def _rows(records: list[dict], texts: Sequence[str], decided_at: str, request_id
         r["decision_id"], r["customer_id"], decided_at, request_id, r["action"], r.get("channel"),
         r.get("send_at"), r.get("stage"), r.get("expected_value"), int(bool(r.get("control_group"))),
         r.get("holdout_action"), int(bool(r.get("cold_start"))), int(bool(r.get("fallback"))), versions, text,
+        r.get("propensity"), int(bool(r.get("exploration"))),
     ) for r, text in zip(records, texts)]

@@ -220,6 +220,14 @@ class CustomerDecision(BaseModel):
     cold_start: bool = Field(description="unknown customer, answered with default rates")
     fallback: bool = Field(description="a default replaced a model score or an input")
     fallbacks: list[str] = Field(description="which defaults were used, e.g. churn_model, timezone")
+    propensity: float | None = Field(
+        gt=0, le=1, description="the probability the assignment (control group, then exploration) gave this "
+                                "decision the option it returned, given the customer: what off-policy evaluation "
+                                "divides by; null only when the service withheld the policy's send (contact-pressure "
+                                "store unavailable, a reservation conflict), so the answer was not randomised")
+    exploration: bool = Field(description="the option was drawn at random among the eligible ones (no_action "
+                                          "included; consent, caps, cooldowns and quiet hours still apply): "
+                                          "serving.exploration_share of decisions explore")
     model_versions: dict[str, str]
     decision_id: str = Field(pattern=UUID_PATTERN, description="quote it in /feedback")
 

@@ -60,8 +60,10 @@ def copy_configs(dest: Path, drop_actions=(), add_actions: dict | None = None, *
 
 
 def settings_for(root: Path, config_dir: Path | None = None, **extra: str) -> Settings:
-    """Settings whose data, MLflow store and reports all live under `root` (configs/ unless `config_dir`)."""
+    """Settings whose data, MLflow store and reports all live under `root` (configs/ unless `config_dir`), with
+    exploration off unless `extra` turns it on (tests of a decision expect the policy's best option)."""
     env = {
+        "NEXTBEST__SERVING__EXPLORATION_SHARE": "0",
         "NEXTBEST__PATHS__DATA_DIR": str(root / "data"),
         "NEXTBEST__PATHS__MLRUNS_DIR": str(root / "mlruns"),
         "NEXTBEST__PATHS__REPORTS_DIR": str(root / "reports"),
@@ -82,6 +84,7 @@ def settings_env(s: Settings) -> dict[str, str]:
         "NEXTBEST__MLFLOW__TRACKING_URI": s.tracking_uri,
         "NEXTBEST__MLFLOW__ARTIFACT_ROOT": str(s.path(s.mlflow.artifact_root)),
         "NEXTBEST__SERVING__CLOCK": s.serving.clock,
+        "NEXTBEST__SERVING__EXPLORATION_SHARE": str(s.serving.exploration_share),
         "NEXTBEST__TRAINING__MAX_ROWS": str(s.training.max_rows),
         "NEXTBEST__WORLD__DAYS": str(s.world.days),
     }

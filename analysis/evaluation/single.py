@@ -8,8 +8,8 @@ Decision time (``as_of``)
 Customers
     Everyone registered before ``as_of`` (a seeded sample of
     :data:`MAX_CUSTOMERS` when there are more). Every policy decides for the
-    same customers, with the control group off (every customer gets the policy's
-    decision).
+    same customers, with the control group and exploration off (every customer gets
+    the policy's own decision).
 
 The policies are in ``analysis/evaluation/policies.py``; besides them the
 evaluation runs nextbest with the true increments in place of the effect
@@ -132,7 +132,7 @@ def evaluate_world(settings: Settings, oracle, as_of=None, customers: int | None
     now = t.to_pydatetime()
 
     def compiled(s: Settings):
-        return dataclasses.replace(compile_policy(s), control_share=0.0)
+        return dataclasses.replace(compile_policy(s), control_share=0.0, exploration_share=0.0)
 
     pol = compiled(settings)
     wrong = compiled(wrong_lifts(settings))

@@ -27,6 +27,11 @@ rule is one named function below, applied by :func:`decide` in this order:
 6. :func:`control_group` - ``blake2b(f"{experiment}:{customer_id}")`` read
    as a number in [0, 1); below ``serving.control_share`` the customer gets
    ``no_action`` and the would-be action is kept in ``holdout_action``.
+   Then :func:`exploration`: ``serving.exploration_share`` of the other
+   decisions (by a hash of the decision id, so a retried request draws the
+   same) take an option at random among the k the rules above left open,
+   no_action included; every decision carries the probability of the option
+   it returned (:func:`assignment_propensity`), explored or not.
 7. :func:`send_times` - the best allowed hour (outside quiet hours) as the
    next concrete local timestamp strictly after ``now``, ISO-8601 with the
    customer's UTC offset.

@@ -42,6 +42,7 @@ class CompiledPolicy:
     min_expected_value: float
     churn_threshold: float
     control_share: float
+    exploration_share: float
     experiment: str
     reason_codes: tuple[str, ...]
     reason_texts: tuple[str, ...]
@@ -142,6 +143,7 @@ def compile_policy(settings: Settings) -> CompiledPolicy:
         min_expected_value=float(cp.min_expected_value),
         churn_threshold=float(cp.churn_offer_threshold),
         control_share=float(settings.serving.control_share),
+        exploration_share=float(settings.serving.exploration_share),
         experiment=settings.serving.experiment,
         reason_codes=tuple(c for c, _ in vocab),
         reason_texts=tuple(t for _, t in vocab),
@@ -178,6 +180,8 @@ def _reason_vocabulary(settings: Settings, actions: tuple[str, ...], boost_keys:
             f"in the control group of experiment {sv.experiment!r} ({sv.control_share:.0%} held out): nothing is sent",
         ),
         ("best_ev", "highest incremental value (against no message, net of cost) among the eligible options"),
+        ("exploration", f"drawn at random among the eligible options, no_action included ({sv.exploration_share:.0%} "
+                        "of decisions explore, so what every option does keeps being measured)"),
         ("nothing_worth_cost", f"no eligible (action, channel) adds more than {cp.min_expected_value:g} "
                                "against sending nothing"),
         ("no_eligible_action", "no catalogue action is eligible (stage, condition, tenure, cooldown or restriction)"),

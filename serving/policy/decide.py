@@ -17,6 +17,7 @@ from serving.policy.output import Decisions, decision_ids
 from serving.policy.rules import (
     _restriction_mask,
     activation_scores,
+    assignment_propensity,
     best_expected_value,
     best_hours,
     candidate_actions,
@@ -24,8 +25,10 @@ from serving.policy.rules import (
     churn_scores,
     context_boosts,
     control_group,
+    exploration,
     hour_scores,
     lifecycle_stage,
+    option_values,
     response_scores,
 )
 
@@ -88,29 +91,45 @@ def decide(
         pol, cand, ch.open, p_boosted, p_act, p_churn, top_hours[:, 0], inputs.effects)
     has_option = n_options > 0
     act = has_option & (best_ev > pol.min_expected_value)
-    fb[:, F["effect_model"]] = act & ~learned
+    would_a = np.where(act, best_a, -1).astype(np.int16)
+    would_c = np.where(act, best_c, -1).astype(np.int8)
+
+    # 6. control group, then exploration among the options every rule above left open (no_action included)
+    ids = decision_ids(inputs.customer_ids, inputs.request_id)
+    control = control_group(inputs.customer_ids, pol)
+    options = cand[:, :, None] & pol.allowed[None, :, :] & ch.open[:, None, :]
+    explored, drawn_a, drawn_c, n_choices = exploration(pol, options, ids)
+    explored &= ~control
+    pick_a = np.where(explored, drawn_a, would_a).astype(np.int16)
+    pick_c = np.where(explored, drawn_c, would_c).astype(np.int8)
+    pick_ev = np.where(act, best_ev, 0.0).astype(np.float32)
+    pick_learned = act & learned
+    rows = np.flatnonzero(explored)
+    if len(rows):
+        pick_ev[rows], pick_learned[rows] = option_values(
+            pol, pick_a[rows], pick_c[rows], p_boosted[rows], p_act[rows], p_churn[rows], top_hours[rows, 0],
+            _Subset(inputs.effects, rows) if inputs.effects is not None else None)
+    send = (pick_a >= 0) & ~control
+    action_idx = np.where(send, pick_a, -1).astype(np.int16)
+    channel_idx = np.where(send, pick_c, -1).astype(np.int8)
+    propensity = assignment_propensity(pol, (action_idx == would_a) & (channel_idx == would_c), action_idx < 0,
+                                       n_choices)
+    ev = np.where(send, pick_ev, 0.0).astype(np.float32)
+
+    fb[:, F["effect_model"]] = (pick_a >= 0) & ~pick_learned
     no_channel = ~ch.contactable.any(axis=1)
     no_candidate = ~cand.any(axis=1)
     reasons[:, R["no_consented_channel"]] = no_channel
     reasons[:, R["cap_reached:overall"]] = ch.overall_capped & ~no_channel
     reasons[:, R["no_eligible_action"]] = no_candidate
     reasons[:, R["no_open_channel"]] = ~has_option & ~no_channel & ~ch.overall_capped & ~no_candidate
-    reasons[:, R["nothing_worth_cost"]] = has_option & ~act
-    reasons[:, R["best_ev"]] = act
+    reasons[:, R["nothing_worth_cost"]] = has_option & ~act & ~explored
+    reasons[:, R["best_ev"]] = act & ~explored
+    reasons[:, R["exploration"]] = explored
+    reasons[:, R["control_group"]] = control
     for k, key in enumerate(pol.boost_keys):
         boosted = pol.boost_factor[k] != 1.0
-        reasons[:, R[f"context:{key}"]] = act & ctx_on[:, k] & boosted[np.maximum(best_c, 0)]
-
-    would_a = np.where(act, best_a, -1).astype(np.int16)
-    would_c = np.where(act, best_c, -1).astype(np.int8)
-
-    # 6. control group
-    control = control_group(inputs.customer_ids, pol)
-    reasons[:, R["control_group"]] = control
-    send = act & ~control
-    action_idx = np.where(send, would_a, -1).astype(np.int16)
-    channel_idx = np.where(send, would_c, -1).astype(np.int8)
-    ev = np.where(send, best_ev, 0.0).astype(np.float32)
+        reasons[:, R[f"context:{key}"]] = (pick_a >= 0) & ctx_on[:, k] & boosted[np.maximum(pick_c, 0)]
 
     # 7. send time
     send_iso = np.full(n, None, dtype=object)
@@ -139,7 +158,7 @@ def decide(
         best_hours=top_hours,
         expected_value=ev,
         best_expected_value=best_ev,
-        learned=learned,
+        learned=pick_learned,
         n_options=n_options,
         reasons=reasons,
         control_group=control,
@@ -147,6 +166,21 @@ def decide(
         holdout_channel_idx=would_c,
         cold_start=~found,
         fallbacks=fb,
-        decision_id=decision_ids(inputs.customer_ids, inputs.request_id),
+        propensity=propensity,
+        exploration=explored,
+        decision_id=ids,
         model_versions=dict(model_versions or {}),
     )
+
+
+class _Subset:
+    """An effect model (``serving.policy.rules.Increments``) seen through a subset of its rows."""
+
+    def __init__(self, effects, rows: np.ndarray):
+        self.effects, self.rows = effects, rows
+
+    def learned(self, action: str) -> bool:
+        return self.effects.learned(action)
+
+    def __call__(self, rows, action, channel, p_response, p_activation, p_churn, hour):
+        return self.effects(self.rows[rows], action, channel, p_response, p_activation, p_churn, hour)

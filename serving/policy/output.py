@@ -71,6 +71,8 @@ class Decisions:
     holdout_channel_idx: np.ndarray  # int8 [n]
     cold_start: np.ndarray  # bool [n]
     fallbacks: np.ndarray  # bool [n, len(FALLBACKS)]
+    propensity: np.ndarray  # float64 [n]: probability the assignment gave the returned option (rules.assignment_propensity)
+    exploration: np.ndarray  # bool [n]: the returned option was drawn at random among the eligible ones
     decision_id: np.ndarray  # str [n]
     model_versions: dict[str, str]
 
@@ -121,6 +123,7 @@ class Decisions:
         p_act, p_churn, ev = floats(self.p_activation), floats(self.p_churn), floats(self.expected_value)
         p_resp, hours = floats(self.p_response), self.best_hours.tolist()
         control, cold, ids = self.control_group.tolist(), self.cold_start.tolist(), self.decision_id.tolist()
+        propensity, explored = self.propensity.tolist(), self.exploration.tolist()
         reasons = _row_lists(self.reasons)
         fallbacks = _row_lists(self.fallbacks)
         out = []
@@ -150,6 +153,8 @@ class Decisions:
                     "cold_start": cold[i],
                     "fallback": bool(fallbacks[i]),
                     "fallbacks": [FALLBACKS[k] for k in fallbacks[i]],
+                    "propensity": propensity[i],
+                    "exploration": explored[i],
                     "model_versions": dict(self.model_versions),
                     "decision_id": ids[i],
                 }
@@ -167,6 +172,12 @@ class Decisions:
                 f"{int(self.n_options[i])} eligible option(s): it adds {float(self.best_expected_value[i]):.3f} "
                 f"against sending nothing, net of its cost ({how})"
             )
+        if code == "exploration":
+            a, c = int(self.action_idx[i]), int(self.channel_idx[i])
+            g, gc = int(self.holdout_action_idx[i]), int(self.holdout_channel_idx[i])
+            drawn = NO_ACTION if a < 0 else f"{self.policy.actions[a]} by {CHANNELS[c]}"
+            best = NO_ACTION if g < 0 else f"{self.policy.actions[g]} by {CHANNELS[gc]}"
+            return f"{drawn}: {text}; probability {float(self.propensity[i]):.4f}, the best option being {best}"
         if code == "nothing_worth_cost":
             return f"{text}: best of {int(self.n_options[i])} option(s) is {float(self.best_expected_value[i]):.3f}"
         return text
@@ -199,6 +210,8 @@ class Decisions:
             "cold_start": self.cold_start,
             "fallback": self.fallback,
             "fallbacks": _joined_codes(self.fallbacks, FALLBACKS),
+            "propensity": self.propensity,
+            "exploration": self.exploration,
             "decision_id": self.decision_id,
         }
         df = pd.DataFrame(data)

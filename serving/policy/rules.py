@@ -199,6 +199,25 @@ def prior_increment(policy: CompiledPolicy, a: int, p_response: np.ndarray, p_ac
     return p_response * (policy.scale[a] * g)[:, None]
 
 
+def _action_values(policy: CompiledPolicy, a: int, ok: np.ndarray, p_response: np.ndarray,
+                   p_activation: np.ndarray, p_churn: np.ndarray, hour: np.ndarray,
+                   effects: Increments | None) -> tuple[np.ndarray, bool]:
+    """Value net of cost [n, C] of action `a` on the options `ok` [n, C] (-inf elsewhere), and whether it is the
+    effect model's (else the catalogue's prior)."""
+    name = policy.actions[a]
+    learned = effects is not None and effects.learned(name)
+    if not learned:
+        prior = prior_increment(policy, a, p_response, p_activation, p_churn) - policy.cost[a]
+        return np.where(ok, prior, -np.inf).astype(np.float32), False
+    ev = np.full(ok.shape, -np.inf, np.float32)
+    for c in np.flatnonzero(policy.allowed[a]):
+        r = np.flatnonzero(ok[:, c])
+        if len(r):
+            inc = effects(r, name, int(c), p_response[r, c], p_activation[r], p_churn[r], hour[r])
+            ev[r, c] = inc - policy.cost[a, c]
+    return ev, True
+
+
 def best_expected_value(
     policy: CompiledPolicy,
     candidates: np.ndarray,
@@ -223,19 +242,10 @@ def best_expected_value(
     best_learned = np.zeros(n, bool)
     n_options = np.zeros(n, np.int16)
     rows = np.arange(n)
-    for a, name in enumerate(policy.actions):
+    for a in range(len(policy.actions)):
         ok = open_channels & policy.allowed[a] & candidates[:, a, None]
         n_options += ok.sum(axis=1, dtype=np.int16)
-        learned = effects is not None and effects.learned(name)
-        if learned:
-            ev = np.full((n, _C), -np.inf, np.float32)
-            for c in np.flatnonzero(policy.allowed[a]):
-                r = np.flatnonzero(ok[:, c])
-                if len(r):
-                    inc = effects(r, name, int(c), p_response[r, c], p_activation[r], p_churn[r], hour[r])
-                    ev[r, c] = inc - policy.cost[a, c]
-        else:
-            ev = np.where(ok, prior_increment(policy, a, p_response, p_activation, p_churn) - policy.cost[a], -np.inf)
+        ev, learned = _action_values(policy, a, ok, p_response, p_activation, p_churn, hour, effects)
         c = ev.argmax(axis=1)
         v = ev[rows, c]
         better = v > best_ev
@@ -244,6 +254,68 @@ def best_expected_value(
         best_c[better] = c[better]
         best_learned[better] = learned
     return best_a, best_c, best_ev, n_options, best_learned
+
+
+def option_values(policy: CompiledPolicy, action: np.ndarray, channel: np.ndarray, p_response: np.ndarray,
+                  p_activation: np.ndarray, p_churn: np.ndarray, hour: np.ndarray,
+                  effects: Increments | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Value net of cost [n] of one given option per customer (action -1: nothing, worth 0), valued as
+    :func:`best_expected_value` values it, and whether that value is the effect model's."""
+    n = len(action)
+    value, learned = np.zeros(n, np.float32), np.zeros(n, bool)
+    rows = np.arange(n)
+    for a in np.unique(action[action >= 0]):
+        ok = np.zeros((n, _C), bool)
+        mine = np.flatnonzero(action == a)
+        ok[mine, channel[mine]] = True
+        ev, is_learned = _action_values(policy, int(a), ok, p_response, p_activation, p_churn, hour, effects)
+        value[mine] = ev[rows[mine], channel[mine]]
+        learned[mine] = is_learned
+    return value, learned
+
+
+def exploration(policy: CompiledPolicy, options: np.ndarray,
+                decision_ids: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Which decisions explore, and the option each draws: (explored [n], action idx [n] (-1 = no_action),
+    channel idx [n], number of options k [n], no_action included).
+
+    ``options`` [n, A, C] are the eligible options *after* every rule (stage, condition, tenure, cooldown,
+    restriction, consent and reachability, caps, relay): exploration never opens anything they close. One
+    number ``u = stable_unit(decision_id, f"{experiment}:explore")`` per decision: the decision explores when
+    ``u < serving.exploration_share`` and then takes option ``floor(u / share * k)`` of the k options (the
+    eligible (action, channel) pairs in catalogue x channel order, then no_action), so every option has
+    probability share / k. Decision ids derive from (request id, customer), so a retried request draws the
+    same option.
+    """
+    n = len(options)
+    flat = options.reshape(n, -1)
+    k = flat.sum(axis=1).astype(np.int64) + 1
+    action, channel = np.full(n, -1, np.int16), np.full(n, -1, np.int8)
+    share = policy.exploration_share
+    if share <= 0 or n == 0:
+        return np.zeros(n, bool), action, channel, k
+    u = stable_unit(decision_ids, f"{policy.experiment}:explore")
+    explored = u < share
+    pick = np.minimum((u / share * k).astype(np.int64), k - 1)  # k - 1: no_action
+    rows = np.flatnonzero(explored & (pick < k - 1))
+    if len(rows):
+        pos = (np.cumsum(flat[rows], axis=1) > pick[rows, None]).argmax(axis=1)
+        action[rows], channel[rows] = pos // _C, pos % _C
+    return explored, action, channel, k
+
+
+def assignment_propensity(policy: CompiledPolicy, greedy: np.ndarray, nothing: np.ndarray,
+                          k: np.ndarray) -> np.ndarray:
+    """The probability the whole assignment - the control group's hash, then exploration - gives a customer the
+    option returned, given the customer's features: what off-policy estimates divide by.
+
+    With c = ``control_share``, e = ``exploration_share`` and k options (no_action included), option o has
+    ``(1 - c) x ((1 - e) [o is the greedy option] + e / k) + c [o is no_action]``: a control member's no_action
+    and anyone else's no_action are the same option, so both carry its whole probability. ``greedy``: the
+    returned option is the greedy one; ``nothing``: the returned option is no_action.
+    """
+    c, e = policy.control_share, policy.exploration_share
+    return (1.0 - c) * ((1.0 - e) * greedy + e / k) + c * nothing
 
 
 def stable_unit(keys: Sequence[str], salt: str) -> np.ndarray:

@@ -29,13 +29,16 @@ def settings():
     return SETTINGS
 
 
-def with_control(settings, share: float):
-    return settings.model_copy(update={"serving": settings.serving.model_copy(update={"control_share": share})})
+def with_control(settings, share: float, exploration: float = 0.0):
+    """The settings with this control share and exploration share (off: rules are tested alone)."""
+    return settings.model_copy(update={"serving": settings.serving.model_copy(
+        update={"control_share": share, "exploration_share": exploration})})
 
 
 @pytest.fixture(scope="module")
 def policy(settings):
-    """The shipped catalogue and contact policy, without a control group (rules are tested alone)."""
+    """The shipped catalogue and contact policy, without a control group or exploration (rules are tested
+    alone)."""
     return compile_policy(with_control(settings, 0.0))
 
 
