@@ -224,6 +224,31 @@ def score(
     run(s, as_of=as_of, out=out, ids=ids, progress=True)
 
 
+@app.command("export-log")
+def export_log(
+    out: Path = typer.Option(..., "--out", help="Folder to write customers, events and assignments to"),
+    log: Optional[Path] = typer.Option(None, "--log", help="Decision log (default: <data_dir>/serving/history.db)"),
+    merge: bool = typer.Option(False, "--merge", help="Also write the data folder's own events and assignments, "
+                                                      "so OUT is a complete data folder for the next retrain"),
+    config_dir: Optional[Path] = ConfigDir,
+):
+    """The decision log and its feedback as the contract's assignments and events (validated), so the next
+    retrain learns from what the product itself did."""
+    from nextbest.contract import ContractError
+    from serving.export import export_log as run
+    from serving.history import HistoryUnavailable
+
+    s = settings_or_exit(config_dir)
+    try:
+        r = run(s, out, log_path=log, merge=merge)
+    except (ContractError, HistoryUnavailable) as e:
+        fail(e)
+    console.print(f"{r['assignments']:,} assignments ({r['controls']:,} no_action, {r['not_randomised']:,} without a "
+                  f"propensity) and {r['feedback_events']:,} feedback events ({r['purchases']:,} purchases) written "
+                  f"to {r['out']}; left out: {r['unknown_customers']:,} decisions for customers the data folder does "
+                  f"not know, {r['before_registration']:,} dated before registration")
+
+
 @app.command()
 def report(
     out: Optional[Path] = typer.Option(None, "--out", help="HTML file (default: <reports_dir>/report.html)"),

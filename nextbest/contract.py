@@ -115,7 +115,8 @@ def find_table(directory: Path, name: str) -> Path | None:
     return None
 
 
-def _read_raw(path: Path) -> pd.DataFrame:
+def read_raw(path: Path) -> pd.DataFrame:
+    """A table as stored (CSV cells as text), before validation."""
     if path.suffix == ".parquet":
         return pd.read_parquet(path)
     return pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""])
@@ -244,9 +245,9 @@ def validate_dir(directory: Path | str, catalogue: Mapping | None = None):
     if out:
         return None, None, out
     try:
-        raw_c, raw_e = _read_raw(paths["customers"]), _read_raw(paths["events"])
+        raw_c, raw_e = read_raw(paths["customers"]), read_raw(paths["events"])
         a_path = find_table(directory, "assignments")
-        raw_a = _read_raw(a_path) if a_path is not None else None
+        raw_a = read_raw(a_path) if a_path is not None else None
     except Exception as e:  # unreadable file: say which
         return None, None, [Violation(str(directory), "*", f"cannot read: {e}")]
     cust, ev, out = validate_tables(raw_c, raw_e, (str(paths["customers"]), str(paths["events"])))
@@ -309,7 +310,7 @@ def load_assignments(directory: Path | str, catalogue: Mapping | None = None,
     path = find_table(directory, "assignments")
     if path is None:
         return None
-    a, violations = validate_assignments(_read_raw(path), customers, catalogue, str(path))
+    a, violations = validate_assignments(read_raw(path), customers, catalogue, str(path))
     if violations:
         raise ContractError(violations)
     a["randomised"] = a["propensity"].notna()

@@ -32,9 +32,9 @@ import pandas as pd
 from features.names import CONTEXT, customer_features
 from nextbest.clock import Clock
 from nextbest.settings import Settings
-from nextbest.vocabulary import CHANNELS, FEEDBACK_EVENTS, NO_ACTION
+from nextbest.vocabulary import CHANNELS, NO_ACTION
 from serving import errors
-from serving.history import ContactHistory, HistoryUnavailable
+from serving.history import ContactHistory, HistoryUnavailable, contract_events
 from serving.policy import DecisionInputs, compile_policy, decide, decision_ids
 from serving.pressure import (
     SENT,
@@ -372,13 +372,9 @@ class Engine:
         """Push the event into the customer's online features; the number of events the features count."""
         if self.online is None:
             return 0
-        rows = [{"event_type": FEEDBACK_EVENTS[fb.event], "amount": np.nan}]
-        if fb.event == "converted" and fb.amount is not None:
-            rows.append({"event_type": "purchase", "amount": float(fb.amount)})
-        events = pd.DataFrame([{
-            "customer_id": fb.customer_id, "event_timestamp": ts,
-            "channel": fb.channel if r["event_type"] != "purchase" else None,
-            "action_id": fb.action_id, "campaign_id": fb.decision_id, **r} for r in rows])
+        events = contract_events(pd.DataFrame([{
+            "decision_id": fb.decision_id, "customer_id": fb.customer_id, "event": fb.event, "channel": fb.channel,
+            "action_id": fb.action_id, "amount": fb.amount, "event_timestamp": ts}]))
         try:
             return int(self.online.push(events, now=self.clock.now()).get("events_counted", 0))
         except Exception as e:

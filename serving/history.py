@@ -17,8 +17,10 @@ import sqlite3
 from pathlib import Path
 from typing import Sequence
 
+import numpy as np
 import pandas as pd
 
+from nextbest.vocabulary import FEEDBACK_EVENTS
 from serving.sqlite import SqliteFile
 
 _SCHEMA = """
@@ -98,6 +100,23 @@ class ContactHistory:
 
     def close(self) -> None:
         self.db.close()
+
+
+def contract_events(feedback: pd.DataFrame) -> pd.DataFrame:
+    """Feedback rows (``decision_id, customer_id, event, channel, action_id, amount, event_timestamp``) as the
+    data contract's events: each as its message event (``FEEDBACK_EVENTS``; ``cancelled`` is none), a converted
+    amount also as a purchase of that amount; the decision is the events' campaign."""
+    fb = feedback[feedback["event"].map(FEEDBACK_EVENTS).notna()]
+    ts = pd.to_datetime(fb["event_timestamp"], utc=True, format="ISO8601")
+    common = {"customer_id": fb["customer_id"].astype(str), "event_timestamp": ts,
+              "action_id": fb["action_id"], "campaign_id": fb["decision_id"]}
+    messages = pd.DataFrame({**common, "event_type": fb["event"].map(FEEDBACK_EVENTS), "channel": fb["channel"],
+                             "amount": np.nan})
+    bought = (fb["event"] == "converted").to_numpy() & fb["amount"].notna().to_numpy()
+    purchases = pd.DataFrame({**{k: v[bought] for k, v in common.items()}, "event_type": "purchase",
+                              "channel": None, "amount": fb["amount"][bought].astype(float)})
+    cols = ["customer_id", "event_timestamp", "event_type", "channel", "amount", "action_id", "campaign_id"]
+    return pd.concat([messages[cols], purchases[cols]], ignore_index=True)
 
 
 def _create(conn: sqlite3.Connection) -> None:
