@@ -268,16 +268,22 @@ def evaluate(
                                                          "learned from scratch) instead of the data folder's world"),
     customers: Optional[int] = typer.Option(None, "--customers", min=10,
                                             help="Customers per fresh world / sampled from the data folder's world"),
+    logged: Optional[Path] = typer.Option(None, "--logged", help="Judge the policies off-policy on this folder's "
+                                                                  "randomised assignments (e.g. from export-log)"),
     config_dir: Optional[Path] = ConfigDir,
 ):
     """What the decisions add against doing nothing, on a simulated world's causal truth, beside the oracle,
-    the response-ranked policy, the calendar, random and no action (writes docs/evaluation.*)."""
+    the response-ranked policy, the calendar, random and no action (writes docs/evaluation.*); with --logged,
+    estimated on logged decisions instead (IPS, self-normalised IPS, doubly robust)."""
     from rich.table import Table
 
     from analysis.evaluation import evaluate as run
     from analysis.evaluation.document import HEADER, rows
 
     s = settings_or_exit(config_dir)
+    if logged is not None:
+        _evaluate_logged(s, logged)
+        return
     doc = run(s, seeds=seeds, customers=customers, progress=lambda m: console.print(f"[dim]{m}[/dim]"))
     table = Table(title="true incremental value of one decision per customer")
     for h in HEADER:
@@ -288,6 +294,38 @@ def evaluate(
     t = doc["targets"]
     console.print(f"nextbest reaches {t['share_of_oracle']:.0%} of the oracle policy's value "
                   f"({'met' if t['share_of_oracle_met'] else 'target 90% not met'}); written {doc['paths']['md']}")
+
+
+def _evaluate_logged(s, directory: Path) -> None:
+    import json
+
+    from rich.table import Table
+
+    from analysis.evaluation.logged import evaluate_logged
+    from analysis.ope import ESTIMATORS
+    from nextbest.contract import ContractError
+
+    try:
+        doc = evaluate_logged(s, directory, progress=lambda m: console.print(f"[dim]{m}[/dim]"))
+    except ContractError as e:
+        fail(e)
+    names = {"ips": "IPS", "snips": "self-normalised IPS", "dr": "doubly robust"}
+    table = Table(title=f"value per 1,000 decisions against doing nothing, estimated on {doc['decisions']:,} logged "
+                        f"decisions ({doc['from'][:10]} .. {doc['to'][:10]}), 95% bootstrap intervals")
+    for h in ["policy", *(names[e] for e in ESTIMATORS), "effective sample", "sends / decision", "no support"]:
+        table.add_column(h, justify="left" if h == "policy" else "right")
+    k = lambda x: "-" if x is None or x != x else f"{1000 * x:,.1f}"  # noqa: E731
+    for p in doc["policies"].values():
+        table.add_row(p["label"], *(f"{k(p[e]['value'])} [{k(p[e]['low'])}, {k(p[e]['high'])}]" for e in ESTIMATORS),
+                      f"{p['ess']:,.0f}", f"{p['send_rate']:.2f}", f"{p['unsupported']:,}")
+    console.print(table)
+    for p in doc["policies"].values():
+        for w in p["warnings"]:
+            err.print(f"[yellow]{p['label']}: {w}[/yellow]", highlight=False)
+    out = s.data_dir / "evaluation" / "logged.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(doc, indent=2, default=str) + "\n")
+    console.print(f"written {out}")
 
 
 @app.command()

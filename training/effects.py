@@ -191,8 +191,9 @@ def _winsor(y: np.ndarray) -> np.ndarray:
     return np.clip(y, lo, hi)
 
 
-def _train(X: np.ndarray, y: np.ndarray, Xv: np.ndarray, yv: np.ndarray, names: list[str], seed: int,
-           categorical: list[str] = (), rounds: int = 400, params: dict | None = None):
+def fit_regression(X: np.ndarray, y: np.ndarray, Xv: np.ndarray, yv: np.ndarray, names: list[str], seed: int,
+                   categorical: list[str] = (), rounds: int = 400, params: dict | None = None):
+    """A LightGBM regression (``BASE_PARAMS`` updated by `params`), stopped early on (Xv, yv)."""
     import lightgbm as lgb
 
     params = {**BASE_PARAMS, **(params or {}), "seed": seed}
@@ -211,7 +212,7 @@ def _grain_that_ranks_best(settings: Settings, data: EffectData, X, y, Xv, yv, c
     best, best_score = None, -np.inf
     grains = [g for g in GRAINS if len(y) >= 4 * g["min_data_in_leaf"]] or GRAINS[:1]
     for grain in grains:
-        booster = _train(X, y, Xv, yv, data.inputs, settings.training.seed, categorical=cats, params=grain)
+        booster = fit_regression(X, y, Xv, yv, data.inputs, settings.training.seed, categorical=cats, params=grain)
         if len(grains) == 1:
             return booster
         score = uplift_report(settings, data, Head(EFFECT_MODEL, booster, data.inputs, None), split="valid")["qini"]
@@ -248,7 +249,7 @@ def fit_effects(settings: Settings, data: EffectData) -> EffectFit:
         va = np.flatnonzero(control & (split == "valid"))
         if len(tr) < 50 or len(va) < 20:
             raise SkipEffects(f"effect: too few control rows to learn the outcome without contact ({key})")
-        booster = _train(_baseline_inputs(data, tr), _winsor(units[tr]), _baseline_inputs(data, va),
+        booster = fit_regression(_baseline_inputs(data, tr), _winsor(units[tr]), _baseline_inputs(data, va),
                          _winsor(units[va]), base_names, settings.training.seed)
         baselines[key] = booster
         base_pred[key] = np.zeros(len(f))

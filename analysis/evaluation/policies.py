@@ -97,6 +97,16 @@ def calendar_choice(settings: Settings, weights: dict[str, float], pol, stage: n
                   np.where(send, pol.default_hour, -1).astype(np.int8))
 
 
+def eligibility(pol, col, found: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(stage [n], eligible actions [n, A], open channels [n, C]) by the policy's own rules, for customers whose
+    features `col` reads (``serving.policy.inputs._Columns``), without the churn head: the baselines know none."""
+    from serving.policy.rules import candidate_actions, channel_mask, churn_scores, lifecycle_stage
+
+    stage, _ = lifecycle_stage(col("stage_code"), found)
+    eligible, _ = candidate_actions(pol, stage, col, churn_scores(None, stage, found)[0], None)
+    return stage, eligible, channel_mask(pol, col).open
+
+
 def random_choice(pol, eligible: np.ndarray, open_: np.ndarray, seed: int) -> Choice:
     """A uniformly random eligible (action, channel) pair at a uniformly random allowed hour."""
     rng = np.random.default_rng(seed)

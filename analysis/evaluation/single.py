@@ -31,6 +31,7 @@ from analysis.evaluation.policies import (
     OracleIncrements,
     calendar_choice,
     choice_of,
+    eligibility,
     no_action,
     random_choice,
 )
@@ -109,8 +110,7 @@ def evaluate_world(settings: Settings, oracle, as_of=None, customers: int | None
     from serving.engine import decide_arrays
     from serving.policy import DecisionInputs, compile_policy, decide
     from serving.policy.inputs import _Columns
-    from serving.policy.rules import best_hours, candidate_actions, channel_mask, churn_scores, hour_scores, \
-        lifecycle_stage
+    from serving.policy.rules import best_hours, hour_scores
     from serving.scoring import Scorer
     from simulator.world import LEGACY_WEIGHTS
 
@@ -166,11 +166,9 @@ def evaluate_world(settings: Settings, oracle, as_of=None, customers: int | None
     choices["nextbest_true_effects"] = choice_of(decide(dataclasses.replace(
         oracle_inputs, p_response=None if scores is None else scores.p_response,
         hour_dist=None if scores is None else scores.hour_dist, request_id="evaluate:true_effects"), pol))
-    stage, _ = lifecycle_stage(col("stage_code"), found)
-    eligible, _ = candidate_actions(pol, stage, col, churn_scores(None, stage, found)[0], None)
-    masks = channel_mask(pol, col)
-    choices["calendar"] = calendar_choice(settings, LEGACY_WEIGHTS, pol, stage, eligible, masks.open)
-    choices["random"] = random_choice(pol, eligible, masks.open, settings.training.seed)
+    stage, eligible, open_ = eligibility(pol, col, found)
+    choices["calendar"] = calendar_choice(settings, LEGACY_WEIGHTS, pol, stage, eligible, open_)
+    choices["random"] = random_choice(pol, eligible, open_, settings.training.seed)
     choices["no_action"] = no_action(n)
     step("valuing the decisions with the oracle")
     valued = {p: true_value(oracle, ids, c, t, settings, pol.actions) for p, c in choices.items()}

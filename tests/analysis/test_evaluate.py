@@ -130,3 +130,25 @@ def test_interval_over_worlds():
     assert c["mean"] == 3.0 and c["n"] == 5
     assert c["low"] == pytest.approx(3.0 - 2.776 * np.std([1, 2, 3, 4, 5], ddof=1) / np.sqrt(5))
     assert mean_interval([2.0])["low"] is None and mean_interval([])["mean"] is None
+
+
+def test_policies_judged_on_the_logged_campaigns(world):
+    """The world's randomised legacy campaigns as the log: every candidate estimated with IPS, self-normalised
+    IPS and doubly robust, with intervals around the estimates; doing nothing is worth exactly nothing."""
+    from analysis.evaluation.logged import CANDIDATES, evaluate_logged
+
+    s, root, oracle = world
+    doc = evaluate_logged(s, s.world_dir, n_boot=100)
+    assert doc["decisions"] > 1000 and doc["controls"] > 50
+    assert list(doc["policies"]) == list(CANDIDATES)
+    nothing = doc["policies"]["no_action"]
+    assert all(nothing[e]["value"] == 0 for e in ("ips", "snips", "dr")) and nothing["send_rate"] == 0
+    assert nothing["unsupported"] == 0 and not nothing["warnings"]
+    # each legacy campaign used one channel: the champion's other channels have no support there, and it says so
+    champion = doc["policies"]["champion"]
+    assert champion["unsupported"] > 0 and any("no support" in w for w in champion["warnings"])
+    for name in ("champion", "response_ranked", "calendar"):
+        p = doc["policies"][name]
+        assert p["send_rate"] > 0 and 0 < p["ess"] <= p["matched"] <= doc["decisions"], name
+        for e in ("ips", "dr"):
+            assert p[e]["low"] <= p[e]["value"] <= p[e]["high"], (name, e)

@@ -148,3 +148,37 @@ def test_effective_sample_size_and_no_support():
 def test_a_row_without_propensity_is_refused():
     with pytest.raises(ValueError, match="propensity"):
         weights(np.array([0.5, 0.0]), np.zeros(2, bool), np.ones(2))
+
+
+def test_logged_rows_as_the_estimators_read_them():
+    """A send the candidate repeats counts its outcome net of cost; a no_action row where the candidate sends
+    counts the outcome without contact valued as the candidate's action values it; support is judged within a
+    campaign of several rows, across the log for one-row campaigns (the product's own decisions)."""
+    import pandas as pd
+
+    from analysis.evaluation.logged import Logged, candidate_terms
+    from analysis.evaluation.policies import Choice
+    from nextbest.settings import DEFAULT_CONFIG_DIR, load_settings
+
+    s = load_settings(DEFAULT_CONFIG_DIR, environ={})
+    acts = list(s.actions)
+    cross = acts.index("cross_sell")
+    frame = pd.DataFrame({
+        "campaign_id": ["d1", "d2", "d3", "camp", "camp"], "propensity": [0.5, 0.2, 0.1, 0.4, 0.1],
+        "y": [12.0, 3.0, np.nan, 7.0, np.nan],
+        **{f"y_{a}": [np.nan, np.nan, 9.0, np.nan, 4.0] for a in acts}})
+    email, push = 0, 2
+    log = Logged(frame, np.array([cross, cross, -1, cross, -1]), np.array([email, push, -1, email, -1]),
+                 np.full(5, 2))
+    choice = Choice(np.array([cross, cross, cross, cross, cross], np.int16),
+                    np.array([email, email, email, push, push], np.int8), np.full(5, 10, np.int8))
+    t = candidate_terms(s, log, choice, lambda a, c: np.where(a >= 0, 1.5, 0.0), np.full((5, len(acts)), 2.0),
+                        log.tried())
+    cost = s.actions["cross_sell"].cost
+    assert list(t["p_logged"]) == [1, 0, 0, 0, 0]  # row 3: the candidate sends, so it is not the logged no_action
+    assert t["reward"][0] == pytest.approx(12.0 - cost["email"]) and t["reward"][2] == 9.0
+    assert list(t["nothing"]) == [False, False, True, False, True]
+    assert t["q_logged"][0] == pytest.approx(2.0 + 1.5) and t["q_logged"][2] == 2.0
+    assert list(t["q_increment"]) == [1.5] * 5
+    # the product's decisions: cross_sell by e-mail was tried in the log; the campaign never tried push
+    assert list(t["unsupported"]) == [False, False, False, True, True]
