@@ -83,14 +83,21 @@ def weights(propensity: np.ndarray, nothing: np.ndarray, p_logged: np.ndarray) -
     return np.where(nothing, 1.0 - p, p) / mu
 
 
-def _terms(w: np.ndarray, sign: np.ndarray, r: np.ndarray, q_logged: np.ndarray,
-           q_increment: np.ndarray) -> np.ndarray:
+def _terms(propensity: np.ndarray, nothing: np.ndarray, p_logged: np.ndarray, reward: np.ndarray,
+           q_logged: np.ndarray | None = None, q_increment: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Per row [n, 6], the terms whose sums give every estimator: IPS, DR, then the weighted rewards and weights
-    of the rows that received an action and of those that received nothing (SNIPS)."""
-    treated = sign > 0
+    of the rows that received an action and of those that received nothing (SNIPS); and the weights [n]."""
+    nothing = np.asarray(nothing, bool)
+    n = len(nothing)
+    w = weights(propensity, nothing, p_logged)
+    r = np.nan_to_num(np.asarray(reward, float))
+    q_logged = np.zeros(n) if q_logged is None else np.nan_to_num(np.asarray(q_logged, float))
+    q_increment = np.zeros(n) if q_increment is None else np.nan_to_num(np.asarray(q_increment, float))
+    sign = np.where(nothing, -1.0, 1.0)
     wr = w * r
-    return np.column_stack([sign * wr, q_increment + sign * w * (r - q_logged),
-                            wr * treated, w * treated, wr * ~treated, w * ~treated])
+    terms = np.column_stack([sign * wr, q_increment + sign * w * (r - q_logged),
+                             wr * ~nothing, w * ~nothing, wr * nothing, w * nothing])
+    return terms, w
 
 
 def _estimators(sums: np.ndarray, n: int) -> np.ndarray:
@@ -104,9 +111,9 @@ def _estimators(sums: np.ndarray, n: int) -> np.ndarray:
     return np.stack([ips, snips, dr], axis=-1)
 
 
-def _bootstrap(terms: np.ndarray, n_boot: int, seed: int, chunk_cells: int = 4_000_000) -> np.ndarray:
-    """The estimators on `n_boot` resamples of the rows [n_boot, 3]: each resample's row counts times the terms,
-    in chunks of about `chunk_cells` counts."""
+def _resampled_sums(terms: np.ndarray, n_boot: int, seed: int, chunk_cells: int = 4_000_000) -> np.ndarray:
+    """The column sums of `terms` [n, k] over `n_boot` resamples of its rows [n_boot, k]: each resample's row counts
+    times the terms, in chunks of about `chunk_cells` counts."""
     n = len(terms)
     rng = np.random.default_rng(seed)
     step = max(1, chunk_cells // max(n, 1))
@@ -115,8 +122,8 @@ def _bootstrap(terms: np.ndarray, n_boot: int, seed: int, chunk_cells: int = 4_0
         b = min(step, n_boot - lo)
         idx = rng.integers(0, n, (b, n)) + (np.arange(b) * n)[:, None]
         counts = np.bincount(idx.ravel(), minlength=b * n).reshape(b, n).astype(float)
-        out.append(_estimators(counts @ terms, n))
-    return np.concatenate(out) if out else np.full((0, 3), np.nan)
+        out.append(counts @ terms)
+    return np.concatenate(out) if out else np.full((0, terms.shape[1]), np.nan)
 
 
 def _interval(samples: np.ndarray) -> tuple[float, float]:
@@ -140,16 +147,10 @@ def estimate(propensity: np.ndarray, nothing: np.ndarray, p_logged: np.ndarray, 
     (expected over the candidate's probabilities); without them DR is IPS. ``unsupported``: rows where the
     candidate picks an option the log never tried.
     """
-    nothing = np.asarray(nothing, bool)
-    n = len(nothing)
-    w = weights(propensity, nothing, p_logged)
-    r = np.nan_to_num(np.asarray(reward, float))
-    q_logged = np.zeros(n) if q_logged is None else np.nan_to_num(np.asarray(q_logged, float))
-    q_increment = np.zeros(n) if q_increment is None else np.nan_to_num(np.asarray(q_increment, float))
-    sign = np.where(nothing, -1.0, 1.0)
-    terms = _terms(w, sign, r, q_logged, q_increment)
+    terms, w = _terms(propensity, nothing, p_logged, reward, q_logged, q_increment)
+    n = len(w)
     point = _estimators(terms.sum(axis=0), n)
-    boot = _bootstrap(terms, n_boot, seed) if n else np.full((0, 3), np.nan)
+    boot = _estimators(_resampled_sums(terms, n_boot, seed), n) if n else np.full((0, 3), np.nan)
     estimates = {}
     for k, name in enumerate(ESTIMATORS):
         lo, hi = _interval(boot[:, k]) if len(boot) else (float("nan"), float("nan"))
@@ -164,3 +165,42 @@ def estimate(propensity: np.ndarray, nothing: np.ndarray, p_logged: np.ndarray, 
         warnings.append(f"effective sample size {ess:.0f}: too few logged decisions match the candidate for a "
                         "reliable estimate")
     return PolicyValue(n, estimates, ess, int((w > 0).sum()), bad, warnings)
+
+
+@dataclass
+class Comparison:
+    """A challenger against the champion on the same logged decisions (doubly robust, paired)."""
+
+    champion: float  # DR value per logged decision
+    challenger: float
+    difference: float  # challenger - champion
+    low: float  # paired bootstrap 95% interval of the difference
+    high: float
+    margin: float
+    n: int
+    better: bool  # the interval's lower bound is above the margin
+
+    @property
+    def reason(self) -> str:
+        verdict = "beats" if self.better else "does not beat"
+        return (f"doubly robust value per logged decision {self.challenger:.4f} against the champion's "
+                f"{self.champion:.4f} on the same {self.n:,} logged decisions: difference {self.difference:+.4f}, "
+                f"95% interval [{self.low:+.4f}, {self.high:+.4f}]; the challenger {verdict} the champion by the "
+                f"margin {self.margin:g} (the interval's lower bound must be above it)")
+
+    def as_dict(self) -> dict:
+        return {k: getattr(self, k) for k in ("champion", "challenger", "difference", "low", "high", "margin", "n",
+                                              "better")} | {"reason": self.reason}
+
+
+def compare(champion: dict, challenger: dict, margin: float, n_boot: int = BOOTSTRAP, seed: int = 0) -> Comparison:
+    """Whether `challenger` beats `champion` (each the keyword arguments of :func:`estimate` for the same logged
+    rows) by `margin` per decision: the doubly robust difference with a paired bootstrap interval (the same rows
+    resampled for both), better only when the interval's lower bound is above the margin."""
+    keys = ("propensity", "nothing", "p_logged", "reward", "q_logged", "q_increment")
+    per_row = [_terms(**{k: t[k] for k in keys if k in t})[0][:, 1] for t in (champion, challenger)]  # DR per row
+    diff = (per_row[1] - per_row[0])[:, None]
+    n = len(diff)
+    low, high = _interval(_resampled_sums(diff, n_boot, seed)[:, 0] / n) if n else (float("nan"), float("nan"))
+    champ, chal = float(per_row[0].mean()), float(per_row[1].mean())
+    return Comparison(champ, chal, chal - champ, low, high, margin, n, bool(np.isfinite(low) and low > margin))

@@ -186,6 +186,31 @@ def promote(
 
 
 @app.command()
+def gate(
+    logged: Path = typer.Option(..., "--logged", help="Folder of logged randomised decisions (e.g. from export-log)"),
+    challenger_config: Optional[Path] = typer.Option(None, "--challenger-config",
+                                                     help="A changed configuration folder to judge as challenger"),
+    force: bool = typer.Option(False, help="Promote even if the challenger does not win"),
+    config_dir: Optional[Path] = ConfigDir,
+):
+    """Make the @challenger models (and/or a challenger configuration) champion only if their doubly robust value
+    on logged decisions beats the champion's by training.policy_margin, the interval's lower bound above it."""
+    from analysis.gate import policy_gate
+    from nextbest.contract import ContractError
+
+    s = settings_or_exit(config_dir)
+    other = settings_or_exit(challenger_config) if challenger_config is not None else None
+    try:
+        r = policy_gate(s, logged, other, force=force, progress=lambda m: console.print(f"[dim]{m}[/dim]"))
+    except ContractError as e:
+        fail(e)
+    models = ", ".join(f"{h} v{v['challenger']}" for h, v in r["changes"].items()) or "the configuration"
+    console.print(f"{'promoted' if r['promoted'] else 'stays challenger'} ({models}): {r['reason']}", highlight=False)
+    if not r["promoted"]:
+        raise typer.Exit(1)
+
+
+@app.command()
 def models(config_dir: Optional[Path] = ConfigDir):
     """List registered models: versions, aliases and metrics side by side."""
     from training.registry import models_table

@@ -119,16 +119,21 @@ def load_version(settings: Settings, head: str, ref: str) -> LoadedModel:
     return LoadedModel(Head(head, booster, contract["features"], contract.get("calibration")), str(version), contract)
 
 
-def load_champions(settings: Settings, heads: Sequence[str] = HEADS) -> tuple[dict, dict]:
-    """{head: LoadedModel} for each head that has a @champion; {head: reason} for the others."""
+def load_champions(settings: Settings, heads: Sequence[str] = HEADS,
+                   aliases: Sequence[str] = (CHAMPION,)) -> tuple[dict, dict]:
+    """{head: LoadedModel} for each head that has one of `aliases` (the first it has: @champion by default, or
+    e.g. @challenger falling back to @champion); {head: reason} for the others."""
     from mlflow.exceptions import MlflowException
 
     loaded, missing = {}, {}
     for head in heads:
-        try:
-            loaded[head] = load_version(settings, head, CHAMPION)
-        except MlflowException as e:
-            missing[head] = f"no @{CHAMPION} for {model_name(settings, head)} ({str(e).splitlines()[0][:120]})"
-        except (OSError, ValueError) as e:
-            missing[head] = f"cannot load {model_name(settings, head)}@{CHAMPION}: {e}"
+        for alias in aliases:
+            try:
+                loaded[head] = load_version(settings, head, alias)
+                missing.pop(head, None)
+                break
+            except MlflowException as e:
+                missing[head] = f"no @{alias} for {model_name(settings, head)} ({str(e).splitlines()[0][:120]})"
+            except (OSError, ValueError) as e:
+                missing[head] = f"cannot load {model_name(settings, head)}@{alias}: {e}"
     return loaded, missing

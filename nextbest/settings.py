@@ -101,6 +101,9 @@ class Training(_Strict):
     num_boost_round: int = Field(300, ge=10)
     early_stopping_rounds: int = Field(30, ge=1)
     promotion_margin: float = Field(0.002, ge=0.0, le=0.5)
+    # currency per decision by which a challenger policy's doubly robust value on logged decisions must beat the
+    # champion's: the lower bound of the difference's 95% interval must be above it (nextbest gate --logged)
+    policy_margin: float = Field(0.0, ge=0.0)
     seed: int = 7
 
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from features.message import MESSAGE_INPUTS, OPTION_INPUTS, effect_matrix, effect_scale, message_inputs, message_stat_features
-from nextbest.vocabulary import CHANNELS, EFFECT_MODEL, HEADS
+from nextbest.vocabulary import CHAMPION, CHANNELS, EFFECT_MODEL, HEADS
 
 log = logging.getLogger("nextbest.serving")
 
@@ -95,12 +95,12 @@ class Scorer:
 
     @classmethod
     def from_registry(cls, settings, feature_names: list[str], compile: str = "background",
-                      n_jobs: int = 1) -> "Scorer":
-        """Champions from the registry. compile: "background" (serve at once, switch to compiled trees
-        when ready), "now" (compile before returning) or "no"."""
+                      n_jobs: int = 1, aliases: tuple[str, ...] = (CHAMPION,)) -> "Scorer":
+        """Champions from the registry (or the first of `aliases` each model has). compile: "background" (serve
+        at once, switch to compiled trees when ready), "now" (compile before returning) or "no"."""
         from nextbest.model_contract import load_champions
 
-        loaded, missing = load_champions(settings, (*HEADS, EFFECT_MODEL))
+        loaded, missing = load_champions(settings, (*HEADS, EFFECT_MODEL), aliases)
         effect = loaded.pop(EFFECT_MODEL, None)
         scorer = cls(list(feature_names), loaded, effect, dict(missing), n_jobs=n_jobs,
                      min_assignments=settings.effects.min_assignments)

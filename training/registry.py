@@ -93,8 +93,8 @@ def models_table(settings: Settings):
     connect(settings)
     client = MlflowClient()
     table = Table(title="nextbest models")
-    for col in ("model", "version", "aliases", "metric", "test", "baseline", "oracle", "created"):
-        table.add_column(col, no_wrap=True)
+    for col in ("model", "version", "aliases", "metric", "test", "baseline", "oracle", "created", "policy gate"):
+        table.add_column(col, no_wrap=col != "policy gate")
     for head in MODELS:
         name = model_name(settings, head)
         try:
@@ -112,6 +112,7 @@ def models_table(settings: Settings):
                 name, str(v.version), ",".join(aliases) or "-", key,
                 fmt(m.get(f"test_{key}")), fmt(m.get(f"baseline_{key}")), fmt(m.get(f"oracle_{key}")),
                 str(np.datetime64(int(v.creation_timestamp), "ms"))[:19],
+                (v.tags or {}).get("gate", "-"),  # the verdict of `nextbest gate --logged` (reason: gate_reason)
             )
     return table
 

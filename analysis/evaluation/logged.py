@@ -152,23 +152,60 @@ def candidate_terms(settings: Settings, log: Logged, choice: Choice, value_of, b
                 q_logged=q_logged, q_increment=increment, unsupported=unsupported)
 
 
-def evaluate_logged(settings: Settings, directory: Path | str, scorer=None, n_boot: int = 500,
-                    progress=None) -> dict:
-    """Every candidate's estimated value on the log of `directory` (see the module docstring)."""
+@dataclasses.dataclass
+class Window:
+    """A logged window ready for candidates: the logged decisions, their point-in-time features, the champion's
+    decisions (its scores feed the outcome model) and the doubly robust outcome model."""
+
+    settings: Settings
+    log: Logged
+    X: np.ndarray
+    index: dict
+    found: np.ndarray
+    timezones: list
+    now: pd.DatetimeIndex
+    policy: object  # CompiledPolicy with the control group and exploration off
+    scorer: object  # the champion Scorer
+    champion: object  # its Decisions on the window
+    baseline: np.ndarray  # [n, A] outcome without contact, valued per action
+    data_end: pd.Timestamp
+
+    @property
+    def ids(self) -> np.ndarray:
+        return self.log.frame["customer_id"].astype(str).to_numpy(dtype=object)
+
+    def decide(self, scorer, policy=None, tag: str = "candidate"):
+        """A candidate's decisions on the window: `scorer`'s models under `policy` (default: the window's)."""
+        from serving.engine import decide_arrays
+
+        return decide_arrays(policy or self.policy, scorer, self.index, self.ids, self.X, self.found, self.timezones,
+                             self.now, request_id=f"ope:{tag}")
+
+    def value_of(self, a: np.ndarray, c: np.ndarray) -> np.ndarray:
+        """The champion's increment of each row's option (a, c) net of cost (0 for nothing)."""
+        from serving.policy.rules import option_values
+
+        d = self.champion
+        v, _ = option_values(self.policy, np.where(a >= 0, a, -1).astype(np.int16), np.maximum(c, 0).astype(np.int8),
+                             d.p_response, d.p_activation, d.p_churn, d.best_hours[:, 0], self.scorer.increments(self.X))
+        return v.astype(float)
+
+    def terms(self, choice: Choice) -> dict:
+        return candidate_terms(self.settings, self.log, choice, self.value_of, self.baseline, self.log.tried())
+
+
+def open_window(settings: Settings, directory: Path | str, scorer=None, progress=None) -> Window:
+    """Read the log of `directory`, its features at each decision's time, decide with the champion (`scorer`,
+    default: the registry's) and fit the outcome without contact."""
     from features.store import feature_names, get_store, historical_features
-    from serving.engine import decide_arrays
     from serving.policy import DecisionInputs, compile_policy
     from serving.policy.inputs import _Columns
-    from serving.policy.rules import option_values
     from serving.scoring import Scorer
-    from simulator.world import LEGACY_WEIGHTS
 
     step = progress or (lambda msg: None)
-    t0 = time.perf_counter()
     step(f"reading the log of {directory}")
     frame, data_end = read_log(settings, directory, settings.training.seed)
-    n = len(frame)
-    step(f"reading the features of {n:,} logged decisions at their time")
+    step(f"reading the features of {len(frame):,} logged decisions at their time")
     store = get_store(settings)
     names = feature_names(settings, store)
     index = {f: i for i, f in enumerate(names)}
@@ -177,48 +214,53 @@ def evaluate_logged(settings: Settings, directory: Path | str, scorer=None, n_bo
     X = feats.reindex(columns=names).to_numpy(dtype=np.float32)
     found = feats[[f for f in names if not f.startswith("ctx_")]].notna().any(axis=1).to_numpy()
     tz = feats["timezone"].fillna("UTC").tolist()
-    ids = frame["customer_id"].astype(str).to_numpy(dtype=object)
     now = pd.DatetimeIndex(frame["assigned_at"])
     scorer = scorer or Scorer.from_registry(settings, names, compile="no", n_jobs=2)
     pol = dataclasses.replace(compile_policy(settings), control_share=0.0, exploration_share=0.0)
-
-    step("deciding again with every candidate")
-    run = lambda sc, tag: decide_arrays(pol, sc, index, ids, X, found, tz, now, request_id=f"ope:{tag}")  # noqa: E731
-    champion = run(scorer, "champion")
+    ids = frame["customer_id"].astype(str).to_numpy(dtype=object)
     col = _Columns(DecisionInputs(customer_ids=ids, X=X, feature_index=index, found=found, timezones=tz, now=now), pol)
-    stage, eligible, open_ = eligibility(pol, col, found)
-    choices = {"champion": choice_of(champion),
-               "response_ranked": choice_of(run(dataclasses.replace(scorer, effect=None), "response_ranked")),
-               "calendar": calendar_choice(settings, LEGACY_WEIGHTS, pol, stage, eligible, open_),
-               "no_action": no_action(n)}
-
-    actions = list(settings.actions)
-    code = {a: i for i, a in enumerate(actions)}
+    stage, _, _ = eligibility(pol, col, found)
+    code = {a: i for i, a in enumerate(settings.actions)}
     log = Logged(frame, frame["action_id"].map(code).fillna(-1).to_numpy(int),
                  frame["channel"].map({c: i for i, c in enumerate(CHANNELS)}).fillna(-1).to_numpy(int), stage)
-    effects = scorer.increments(X)
-    hour = champion.best_hours[:, 0]
-
-    def value_of(a: np.ndarray, c: np.ndarray) -> np.ndarray:
-        """The champion's increment of each row's option (a, c) net of cost (0 for nothing)."""
-        v, _ = option_values(pol, np.where(a >= 0, a, -1).astype(np.int16), np.maximum(c, 0).astype(np.int8),
-                             champion.p_response, champion.p_activation, champion.p_churn, hour, effects)
-        return v.astype(float)
-
     step("fitting the outcome without contact on the logged no_action decisions")
     baseline = outcome_without_contact(settings, X, names, frame, log.nothing)
-    tried = log.tried()
+    w = Window(settings, log, X, index, found, tz, now, pol, scorer, None, baseline, data_end)
+    step("deciding again with the champion")
+    w.champion = w.decide(scorer, tag="champion")
+    return w
+
+
+def evaluate_logged(settings: Settings, directory: Path | str, scorer=None, n_boot: int = 500,
+                    progress=None) -> dict:
+    """Every candidate's estimated value on the log of `directory` (see the module docstring)."""
+    from serving.policy.inputs import _Columns
+    from serving.policy import DecisionInputs
+    from simulator.world import LEGACY_WEIGHTS
+
+    step = progress or (lambda msg: None)
+    t0 = time.perf_counter()
+    w = open_window(settings, directory, scorer, progress)
+    n, frame = len(w.log.frame), w.log.frame
+    step("deciding again with the other candidates")
+    col = _Columns(DecisionInputs(customer_ids=w.ids, X=w.X, feature_index=w.index, found=w.found,
+                                  timezones=w.timezones, now=w.now), w.policy)
+    stage, eligible, open_ = eligibility(w.policy, col, w.found)
+    choices = {"champion": choice_of(w.champion),
+               "response_ranked": choice_of(w.decide(dataclasses.replace(w.scorer, effect=None),
+                                                     tag="response_ranked")),
+               "calendar": calendar_choice(settings, LEGACY_WEIGHTS, w.policy, stage, eligible, open_),
+               "no_action": no_action(n)}
     step("estimating each candidate's value (IPS, self-normalised IPS, doubly robust)")
     policies = {}
     for name in CANDIDATES:
-        r = estimate(**candidate_terms(settings, log, choices[name], value_of, baseline, tried), n_boot=n_boot,
-                     seed=settings.training.seed)
-        c = choices[name]
-        policies[name] = {"label": LABELS[name], **r.as_dict(), "send_rate": float(c.sends.mean())}
+        r = estimate(**w.terms(choices[name]), n_boot=n_boot, seed=settings.training.seed)
+        policies[name] = {"label": LABELS[name], **r.as_dict(), "send_rate": float(choices[name].sends.mean())}
     return {
-        "logged": str(directory), "decisions": n, "controls": int(log.nothing.sum()),
-        "from": str(frame["assigned_at"].min()), "to": str(frame["assigned_at"].max()), "data_end": str(data_end),
-        "actions_logged": {a: int((frame["action_id"] == a).sum()) for a in [*actions, NO_ACTION]},
-        "model_versions": dict(scorer.versions), "policies": policies,
+        "logged": str(directory), "decisions": n, "controls": int(w.log.nothing.sum()),
+        "from": str(frame["assigned_at"].min()), "to": str(frame["assigned_at"].max()),
+        "data_end": str(w.data_end),
+        "actions_logged": {a: int((frame["action_id"] == a).sum()) for a in [*settings.actions, NO_ACTION]},
+        "model_versions": dict(w.scorer.versions), "policies": policies,
         "seconds": round(time.perf_counter() - t0, 1),
     }

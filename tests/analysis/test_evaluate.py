@@ -152,3 +152,17 @@ def test_policies_judged_on_the_logged_campaigns(world):
         assert p["send_rate"] > 0 and 0 < p["ess"] <= p["matched"] <= doc["decisions"], name
         for e in ("ips", "dr"):
             assert p[e]["low"] <= p[e]["value"] <= p[e]["high"], (name, e)
+
+
+def test_a_challenger_configuration_is_judged_on_the_log(world):
+    """A configuration that never sends is refused against the champion's rules on the same logged decisions,
+    with both doubly robust values in the reason; without any challenger there is nothing to gate."""
+    from analysis.gate import policy_gate
+
+    s, root, oracle = world
+    with pytest.raises(SystemExit, match="nothing to gate"):
+        policy_gate(s, s.world_dir)
+    silent = s.model_copy(update={"contact_policy": s.contact_policy.model_copy(update={"min_expected_value": 1e6})})
+    r = policy_gate(s, s.world_dir, silent, n_boot=100)
+    assert not r["promoted"] and r["challenger"] == 0 and r["changes"] == {}
+    assert f"{r['champion']:.4f}" in r["reason"] and f"[{r['low']:+.4f}, {r['high']:+.4f}]" in r["reason"]

@@ -182,3 +182,21 @@ def test_logged_rows_as_the_estimators_read_them():
     assert list(t["q_increment"]) == [1.5] * 5
     # the product's decisions: cross_sell by e-mail was tried in the log; the campaign never tried push
     assert list(t["unsupported"]) == [False, False, False, True, True]
+
+
+def test_the_gate_refuses_a_worse_challenger_and_promotes_a_better_one(truth):
+    """On one log of 40,000 decisions: the worse policy as challenger is refused, with both estimates and the
+    difference's interval in the reason; the better one is promoted; a margin above the gain refuses it too."""
+    from analysis.ope import compare
+
+    lg = log(40_000, np.random.default_rng(3))
+    c = candidates(lg["z"], lg["tau"], lg["eligible"])
+    good, bad = terms(lg, c["oracle"]), terms(lg, c["always_first"])
+    worse = compare(good, bad, margin=0.0, n_boot=300)
+    assert not worse.better and worse.difference < 0 and worse.high < 0
+    assert f"{worse.challenger:.4f}" in worse.reason and f"{worse.champion:.4f}" in worse.reason
+    assert f"[{worse.low:+.4f}, {worse.high:+.4f}]" in worse.reason and "does not beat" in worse.reason
+    better = compare(bad, good, margin=0.0, n_boot=300)
+    assert better.better and better.low > 0 and "beats the champion" in better.reason
+    assert better.difference == pytest.approx(truth["oracle"] - truth["always_first"], abs=3 * (better.high - better.low) / 4)
+    assert not compare(bad, good, margin=better.high + 0.01, n_boot=300).better
