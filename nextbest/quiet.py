@@ -6,6 +6,8 @@ specific messages are filtered, by library and text; anything unexpected still s
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
 import os
 import warnings
@@ -41,3 +43,11 @@ def quiet_third_party() -> None:
     os.environ.setdefault("BENTOML_DO_NOT_TRACK", "true")
     os.environ.setdefault("FEAST_USAGE", "False")
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+
+
+@contextlib.contextmanager
+def silenced_stderr():
+    """Drop what a library prints straight to stderr meanwhile (MLflow's "Successfully registered model ...").
+    Exceptions still propagate."""
+    with contextlib.redirect_stderr(io.StringIO()):
+        yield

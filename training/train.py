@@ -11,6 +11,7 @@ import numpy as np
 from rich.console import Console
 
 from nextbest.model_contract import connect, model_name
+from nextbest.quiet import silenced_stderr
 from nextbest.settings import Settings
 from nextbest.vocabulary import CHALLENGER, CHANNELS, EFFECT_MODEL, HEAD_KIND, HEAD_METRIC, MODELS, NO_ACTION
 from training import baselines as B
@@ -126,10 +127,11 @@ def train_head(settings: Settings, head: str, src, use_tuned: bool = True, oracl
         mlflow.log_dict(dict(M.importance(model, top=len(ds.features))), "feature_importance.json")
         mlflow.log_dict(contract, "contract.json")
         _log_test_predictions(ds, pred, oracle_pred)
-        info = mlflow.lightgbm.log_model(
-            model.booster, name="model", signature=_signature(ds, pred), registered_model_name=name,
-            metadata={"nextbest": json.loads(json.dumps(contract, default=str))},
-        )
+        with silenced_stderr():
+            info = mlflow.lightgbm.log_model(
+                model.booster, name="model", signature=_signature(ds, pred), registered_model_name=name,
+                metadata={"nextbest": json.loads(json.dumps(contract, default=str))},
+            )
         version = str(info.registered_model_version)
         mlflow.set_tag("registered_version", version)
     from mlflow import MlflowClient
@@ -227,8 +229,9 @@ def train_effect_model(settings: Settings, src, oracle=None, progress: bool = Fa
         mlflow.log_dict(dict(M.importance(fit.effect, top=len(fit.effect.features))), "feature_importance.json")
         for key, booster in fit.baselines.items():
             mlflow.log_text(booster.model_to_string(), f"baselines/{key}.lgb")
-        info = mlflow.lightgbm.log_model(fit.effect.booster, name="model", registered_model_name=name,
-                                         metadata={"nextbest": json.loads(json.dumps(contract, default=str))})
+        with silenced_stderr():
+            info = mlflow.lightgbm.log_model(fit.effect.booster, name="model", registered_model_name=name,
+                                             metadata={"nextbest": json.loads(json.dumps(contract, default=str))})
         version = str(info.registered_model_version)
         mlflow.set_tag("registered_version", version)
     from mlflow import MlflowClient
