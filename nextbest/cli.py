@@ -294,7 +294,8 @@ def evaluate(
     customers: Optional[int] = typer.Option(None, "--customers", min=10,
                                             help="Customers per fresh world / sampled from the data folder's world"),
     logged: Optional[Path] = typer.Option(None, "--logged", help="Judge the policies off-policy on this folder's "
-                                                                  "randomised assignments (e.g. from export-log)"),
+                                                                  "randomised assignments and events (e.g. from "
+                                                                  "export-log --merge)"),
     config_dir: Optional[Path] = ConfigDir,
 ):
     """What the decisions add against doing nothing, on a simulated world's causal truth, beside the oracle,
