@@ -10,7 +10,6 @@ from datetime import datetime, timezone
 import numpy as np
 import pytest
 
-from features.names import CONTEXT, customer_features
 from nextbest.clock import Clock
 from nextbest.vocabulary import CHANNELS, NO_ACTION, STAGES
 from serving.engine import Engine
