@@ -146,13 +146,26 @@ def simulate(
 def train(
     models: list[str] = typer.Argument(None, help="Heads to train: activation churn channel send_time (default: all)"),
     tuned: bool = typer.Option(True, help="Use the best parameters of a stored Optuna study when there is one"),
+    logged: Optional[Path] = typer.Option(None, "--logged", help="Gate on logged decisions instead: the new "
+                                          "versions become champion together only if their doubly robust value on "
+                                          "this folder's log beats the champions' (as `nextbest gate`)"),
     config_dir: Optional[Path] = ConfigDir,
 ):
-    """Train the LightGBM heads, log them to MLflow, register them as @challenger and gate promotion."""
+    """Train the LightGBM heads, log them to MLflow, register them as @challenger and gate promotion (each on its
+    held-out metric, or all together on logged decisions with --logged)."""
     from training.train import train_all
 
     s = settings_or_exit(config_dir)
-    train_all(s, heads=models or None, use_tuned=tuned, progress=True, oracle=world_oracle(s))
+    if logged is not None and not logged.is_dir():
+        fail(f"--logged: {logged} is not a folder of logged decisions")
+    results = train_all(s, heads=models or None, use_tuned=tuned, progress=True, oracle=world_oracle(s),
+                        hold=logged is not None)
+    if logged is None:
+        return
+    if not any(r.status == "trained" and not r.promoted for r in results):
+        console.print("no new version waits as @challenger (first champions, or nothing trained): nothing to gate")
+        return
+    _policy_gate(s, logged, None, force=False)
 
 
 @app.command()
@@ -195,11 +208,16 @@ def gate(
 ):
     """Make the @challenger models (and/or a challenger configuration) champion only if their doubly robust value
     on logged decisions beats the champion's by training.policy_margin, the interval's lower bound above it."""
+    s = settings_or_exit(config_dir)
+    other = settings_or_exit(challenger_config) if challenger_config is not None else None
+    _policy_gate(s, logged, other, force)
+
+
+def _policy_gate(s, logged: Path, other, force: bool) -> None:
+    """Run the policy gate and say its verdict; exit 1 when the challenger stays challenger."""
     from analysis.gate import policy_gate
     from nextbest.contract import ContractError
 
-    s = settings_or_exit(config_dir)
-    other = settings_or_exit(challenger_config) if challenger_config is not None else None
     try:
         r = policy_gate(s, logged, other, force=force, progress=lambda m: console.print(f"[dim]{m}[/dim]"))
     except ContractError as e:
@@ -272,6 +290,37 @@ def export_log(
                   f"propensity) and {r['feedback_events']:,} feedback events ({r['purchases']:,} purchases) written "
                   f"to {r['out']}; left out: {r['unknown_customers']:,} decisions for customers the data folder does "
                   f"not know, {r['before_registration']:,} dated before registration")
+
+
+@app.command()
+def shadow(
+    log: Optional[Path] = typer.Option(None, "--log", help="Decision log (default: <data_dir>/serving/history.db)"),
+    config_dir: Optional[Path] = ConfigDir,
+):
+    """How the @challenger decided in shadow on live requests (serving.shadow), beside the champion."""
+    from rich.table import Table
+
+    from analysis.shadow import shadow_summary
+    from serving.history import HistoryUnavailable
+
+    s = settings_or_exit(config_dir)
+    try:
+        r = shadow_summary(log or s.serving_dir / "history.db")
+    except HistoryUnavailable as e:
+        fail(e)
+    if not r["compared"]:
+        console.print(f"no shadow decisions to compare ({r['shadowed']:,} logged): set serving.shadow: true with a "
+                      "@challenger in the registry and serve")
+        return
+    table = Table(title=f"{r['compared']:,} live decisions shadowed ({r['first']} .. {r['last']})")
+    for h in ("action", "champion", "challenger"):
+        table.add_column(h, justify="left" if h == "action" else "right")
+    for a, c in r["actions"].items():
+        table.add_row(a, f"{c['champion']:,}", f"{c['challenger']:,}")
+    console.print(table)
+    console.print(f"same option {r['agreement']:.1%}; send rate champion {r['send_rate']['champion']:.1%}, "
+                  f"challenger {r['send_rate']['challenger']:.1%}; champion {r['champion']}, "
+                  f"challenger {r['challenger']}", highlight=False)
 
 
 @app.command()

@@ -143,6 +143,7 @@ class Serving(_Strict):
     # propensity so effects and new policies can be learned and judged from the product's own decisions; 0 = off
     exploration_share: float = Field(0.05, ge=0.0, lt=1.0)
     access_log: bool = False
+    shadow: bool = False  # the registry's @challenger also decides on live requests; logged, never acted on
     workers: int = Field(1, ge=1, le=64)  # worker processes; they share the pressure store and the decision log
     reservation_hold_minutes: int = Field(120, ge=1, le=7 * 24 * 60)  # a send's capacity is held until send_at + this
     reservation_retries: int = Field(2, ge=0, le=5)  # re-decisions of a customer whose reservation lost a race

@@ -16,11 +16,16 @@ A decision request, step by step:
 4. Scores and policy; every recommended send is reserved atomically. A customer whose reservation
    lost a race is decided again with the new counts (``serving.reservation_retries`` times), then
    answered ``no_action`` with reason ``reservation_conflict``.
-5. The decisions are committed to the decision log, then returned.
+5. The decisions are committed to the decision log, then returned. With ``serving.shadow`` on and a
+   @challenger in the registry, the challenger decides too, for the same customers with the same
+   inputs (control group and exploration off), and its would-be decisions are logged beside the live
+   ones (``nextbest shadow``); they are never returned, reserved or acted on, and a failure of the
+   shadow never touches the live answer.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import time
@@ -32,7 +37,7 @@ import pandas as pd
 from features.names import CONTEXT, customer_features
 from nextbest.clock import Clock
 from nextbest.settings import Settings
-from nextbest.vocabulary import CHANNELS, NO_ACTION
+from nextbest.vocabulary import CHALLENGER, CHAMPION, CHANNELS, NO_ACTION
 from serving import errors
 from serving.history import ContactHistory, HistoryUnavailable, contract_events
 from serving.policy import DecisionInputs, compile_policy, decide, decision_ids
@@ -114,7 +119,7 @@ def _withhold(record: dict, reason: dict, fallback: str | None = None) -> None:
 class Engine:
     def __init__(self, settings: Settings, online=None, scorer: Scorer | None = None,
                  history: ContactHistory | None = None, clock: Clock | None = None,
-                 pressure: PressureStore | None = None):
+                 pressure: PressureStore | None = None, shadow: Scorer | None = None):
         self.settings = settings
         self.clock = clock or Clock.from_setting(settings.serving.clock)
         self.policy = compile_policy(settings)
@@ -129,12 +134,30 @@ class Engine:
         self.scorer = scorer if scorer is not None else Scorer.from_registry(settings, names)
         for head, why in self.scorer.unavailable.items():
             log.warning("model head %s unavailable, rule-based fallback: %s", head, why)
+        self.shadow = shadow if shadow is not None else self._open_shadow(names)
+        self.shadow_policy = dataclasses.replace(self.policy, control_share=0.0, exploration_share=0.0)
         sv = settings.serving
         self.history = history or ContactHistory(settings.serving_dir / "history.db", sync=sv.decision_log_sync)
         self.pressure = pressure or open_pressure_store(settings, self.limits)
         self.hold_ms = sv.reservation_hold_minutes * 60 * _MS
         self.window = (timedelta(days=sv.timestamp_past_days), timedelta(minutes=sv.timestamp_future_minutes))
         self.started = time.time()
+
+    def _open_shadow(self, names: list[str]) -> Scorer | None:
+        """The registry's @challenger versions (the champion where a model has none) when the shadow is on and
+        they differ from the champions; otherwise None."""
+        if not self.settings.serving.shadow:
+            return None
+        try:
+            shadow = Scorer.from_registry(self.settings, names, aliases=(CHALLENGER, CHAMPION))
+        except Exception as e:  # the live service never depends on the shadow
+            log.error("shadow off: the challenger could not be loaded (%s: %s)", type(e).__name__, e)
+            return None
+        if shadow.versions == self.scorer.versions:
+            log.info("shadow off: every @challenger is the @champion")
+            return None
+        log.info("shadow on: %s", shadow.versions)
+        return shadow
 
     def _open_online(self):
         from features.store import CatalogueMismatch, OnlineFeatures, online_store_path
@@ -189,10 +212,11 @@ class Engine:
         except HistoryUnavailable:
             raise errors.unavailable("the decision log") from None
         todo = [i for i, d in enumerate(planned) if d not in done]
-        fresh = self._decide_fresh({k: [v[i] for i in todo] for k, v in cols.items()}, now) if todo else []
+        fresh, shadow = self._decide_fresh({k: [v[i] for i in todo] for k, v in cols.items()}, now) if todo \
+            else ([], [])
         texts = [json.dumps(r, separators=(",", ":")) for r in fresh]
         try:
-            self.history.log_decisions(fresh, texts, now.isoformat(), req.request_id)
+            self.history.log_decisions(fresh, texts, now.isoformat(), req.request_id, shadow)
         except HistoryUnavailable:
             raise errors.unavailable("the decision log") from None
         by_row = dict(zip(todo, zip(fresh, texts)))
@@ -203,7 +227,8 @@ class Engine:
             out.append(text)
         return records, out
 
-    def _decide_fresh(self, cols: dict, now: datetime) -> list[dict]:
+    def _decide_fresh(self, cols: dict, now: datetime) -> tuple[list[dict], list[dict]]:
+        """The live decisions, and the challenger's would-be decisions when a shadow runs."""
         ids = cols["customer_id"]
         n = len(ids)
         ts = list(cols["trigger_timestamp"])
@@ -238,6 +263,7 @@ class Engine:
             return d.to_records()
 
         records = run(list(range(n)), X)
+        shadow = self._shadow(ids, X, found, tz, now, policy_args) if self.shadow is not None else []
         if overlay is None:
             for r in records:
                 if r["action"] != NO_ACTION:
@@ -255,7 +281,18 @@ class Engine:
             r["fallbacks"] = [*r["fallbacks"], "trigger_timestamp"]
             r["reasons"].append({"code": "fallback:trigger_timestamp", "text": (
                 f"trigger_timestamp outside {self._window_text()}: the time of the call was used")})
-        return records
+        return records, shadow
+
+    def _shadow(self, ids, X, found, tz, now, policy_args: dict) -> list[dict]:
+        try:
+            args = dict(policy_args)
+            if len(set(args["request_id"])) == 1:
+                args["request_id"] = args["request_id"][0]
+            return decide_arrays(self.shadow_policy, self.shadow, self.feature_index, ids, X, found, tz, now,
+                                 **args).to_records()
+        except Exception as e:
+            log.error("shadow decision failed, live answer unaffected: %s: %s", type(e).__name__, e)
+            return []
 
     def _reservation(self, r: dict, base_row: np.ndarray) -> Reservation:
         pol, idx = self.policy, self.feature_index
@@ -425,6 +462,7 @@ class Engine:
             "models": {h: m.version for h, m in self.scorer.models.items()},
             "fallback_heads": self.scorer.unavailable,
             "compiled_trees": self.scorer.compiled,
+            "shadow": self.shadow.versions if self.shadow is not None else None,
             "channels": list(CHANNELS),
             "workers": self.settings.serving.workers,
             "uptime_s": round(time.time() - self.started, 1),

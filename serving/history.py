@@ -31,6 +31,9 @@ CREATE TABLE IF NOT EXISTS decisions (
 CREATE TABLE IF NOT EXISTS feedback (
   decision_id TEXT, customer_id TEXT, event TEXT, channel TEXT, action_id TEXT, amount REAL, event_timestamp TEXT);
 CREATE INDEX IF NOT EXISTS feedback_decision ON feedback(decision_id);
+CREATE TABLE IF NOT EXISTS shadow (
+  decision_id TEXT PRIMARY KEY, customer_id TEXT, decided_at TEXT, action TEXT, channel TEXT, send_at TEXT,
+  expected_value REAL, model_versions TEXT);
 """
 _FEEDBACK_ONCE = "CREATE UNIQUE INDEX IF NOT EXISTS feedback_once ON feedback(decision_id, event)"
 # columns added to the decisions table since its first version, in order: a log written earlier gains them
@@ -52,10 +55,17 @@ class ContactHistory:
         self.db = SqliteFile(path, "decision log", HistoryUnavailable, sync, create=_create if create else None)
 
     def log_decisions(self, records: list[dict], texts: Sequence[str], decided_at: str,
-                      request_id: str | None) -> None:
-        """Commit a request's decisions (and the JSON each was answered with) in one transaction."""
+                      request_id: str | None, shadow: Sequence[dict] = ()) -> None:
+        """Commit a request's decisions (and the JSON each was answered with) in one transaction, with the
+        challenger's would-be decisions for the same customers when the service runs a shadow (``shadow``, keyed
+        by the live decision's id)."""
         with self.db.tx() as conn:
             conn.executemany(_INSERT, _rows(records, texts, decided_at, request_id))
+            if shadow:
+                versions = json.dumps(shadow[0].get("model_versions") or {})
+                conn.executemany("INSERT OR IGNORE INTO shadow VALUES (?,?,?,?,?,?,?,?)", [
+                    (r["decision_id"], r["customer_id"], decided_at, r["action"], r.get("channel"), r.get("send_at"),
+                     r.get("expected_value"), versions) for r in shadow])
 
     def answered(self, decision_ids: Sequence[str]) -> dict[str, str]:
         """The JSON already answered for those of ``decision_ids`` that were decided before."""
@@ -97,6 +107,13 @@ class ContactHistory:
 
     def feedback_frame(self) -> pd.DataFrame:
         return pd.read_sql_query("SELECT * FROM feedback", self.db.conn())
+
+    def shadow_frame(self) -> pd.DataFrame:
+        """The challenger's would-be decisions beside the live ones they shadowed (``live_*`` columns)."""
+        return pd.read_sql_query(
+            "SELECT s.*, d.action AS live_action, d.channel AS live_channel, d.expected_value AS live_expected_value,"
+            " d.control_group AS live_control_group, d.exploration AS live_exploration, d.model_versions AS "
+            "live_model_versions FROM shadow s JOIN decisions d USING (decision_id)", self.db.conn())
 
     def close(self) -> None:
         self.db.close()

@@ -303,6 +303,8 @@ class HealthResponse(BaseModel):
     models: dict[str, str]
     fallback_heads: dict[str, str]
     compiled_trees: dict[str, bool] | None
+    shadow: dict[str, str] | None = Field(None, description="versions of the @challenger models deciding in "
+                                                            "shadow (logged, never acted on), or null")
     channels: list[str]
     workers: int
     uptime_s: float

@@ -33,9 +33,10 @@ def score_on(head: str, model: Head, ds) -> float:
 
 
 def gate(settings: Settings, head: str, version: str, challenger: Head, score: Callable[[Head], float],
-         force: bool = False) -> PromotionResult:
+         force: bool = False, hold: bool = False) -> PromotionResult:
     """Make `version` the champion only if it beats the champion by the margin, both scored by `score` on the
-    same held-out window."""
+    same held-out window. With `hold`, a model that has a champion stays @challenger whatever its score: the
+    policy gate on logged decisions (``analysis/gate.py``) decides."""
     from mlflow import MlflowClient
 
     client = MlflowClient()
@@ -52,6 +53,9 @@ def gate(settings: Settings, head: str, version: str, challenger: Head, score: C
         return PromotionResult(True, f"{name} v{version} is the first champion (test {metric} {new:.4f})", new)
     if str(current.version) == str(version):
         return PromotionResult(False, f"{name} v{version} is already the champion", new)
+    if hold:
+        return PromotionResult(False, f"{name} v{version} held as @challenger (test {metric} {new:.4f}) for the "
+                                      "policy gate on logged decisions", new)
     champ = load_version(settings, head, current.version).head
     old = score(champ)
     if new >= old + margin or force:

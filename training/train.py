@@ -78,7 +78,8 @@ def _log_test_predictions(ds: Dataset, pred: np.ndarray, oracle_pred: np.ndarray
         mlflow.log_artifact(path, "evaluation")
 
 
-def train_head(settings: Settings, head: str, src, use_tuned: bool = True, oracle=None) -> HeadResult:
+def train_head(settings: Settings, head: str, src, use_tuned: bool = True, oracle=None,
+               hold: bool = False) -> HeadResult:
     import mlflow
 
     t0 = time.perf_counter()
@@ -137,7 +138,7 @@ def train_head(settings: Settings, head: str, src, use_tuned: bool = True, oracl
     from mlflow import MlflowClient
 
     MlflowClient().set_registered_model_alias(name, CHALLENGER, version)
-    result = gate(settings, head, version, model, lambda m: score_on(head, m, ds))
+    result = gate(settings, head, version, model, lambda m: score_on(head, m, ds), hold=hold)
     return HeadResult(head, "trained", result.message, version, result.promoted, test_metrics,
                       {"name": base_name, **base}, orc, time.perf_counter() - t0)
 
@@ -189,7 +190,8 @@ def effect_contract(settings: Settings, data, fit) -> dict:
     }
 
 
-def train_effect_model(settings: Settings, src, oracle=None, progress: bool = False) -> HeadResult:
+def train_effect_model(settings: Settings, src, oracle=None, progress: bool = False,
+                       hold: bool = False) -> HeadResult:
     """Learn what each action changes from the randomised assignments; log, register and gate the effect model."""
     import mlflow
 
@@ -237,16 +239,18 @@ def train_effect_model(settings: Settings, src, oracle=None, progress: bool = Fa
     from mlflow import MlflowClient
 
     MlflowClient().set_registered_model_alias(name, CHALLENGER, version)
-    result = gate(settings, EFFECT_MODEL, version, fit.effect, lambda m: uplift_report(settings, data, m)["qini"])
+    result = gate(settings, EFFECT_MODEL, version, fit.effect, lambda m: uplift_report(settings, data, m)["qini"],
+                  hold=hold)
     return HeadResult(EFFECT_MODEL, "trained", result.message, version, result.promoted, metrics,
                       {"name": "prior (response-ranked)", "qini": report["prior_qini"]}, orc,
                       time.perf_counter() - t0)
 
 
 def train_all(settings: Settings, heads=None, use_tuned: bool = True, progress: bool = False,
-              oracle=None) -> list[HeadResult]:
+              oracle=None, hold: bool = False) -> list[HeadResult]:
     """Train, log and gate each head, then the effect model. ``oracle``: the truth of a simulated world (an
-    object with the ``simulator.oracle.Oracle`` methods), to log each model's distance to it; None for real data."""
+    object with the ``simulator.oracle.Oracle`` methods), to log each model's distance to it; None for real data.
+    ``hold``: new versions stay @challenger where a champion exists, for the policy gate on logged decisions."""
     heads = list(heads or MODELS)
     unknown = [h for h in heads if h not in MODELS]
     if unknown:
@@ -258,9 +262,9 @@ def train_all(settings: Settings, heads=None, use_tuned: bool = True, progress: 
     for i, head in enumerate(heads, 1):
         with console.status(f"[{i}/{len(heads)}] training {head}") if progress else _null():
             if head == EFFECT_MODEL:
-                r = train_effect_model(settings, src, oracle)
+                r = train_effect_model(settings, src, oracle, hold=hold)
             else:
-                r = train_head(settings, head, src, use_tuned, oracle)
+                r = train_head(settings, head, src, use_tuned, oracle, hold=hold)
         results.append(r)
         if progress:
             _print_result(r)

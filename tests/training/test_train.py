@@ -92,6 +92,36 @@ def test_worse_challenger_stays_challenger_and_forced_promotion_says_what_it_rep
     assert back.promoted and str(client.get_model_version_by_alias(name, CHAMPION).version) == before
 
 
+def test_a_held_challenger_waits_for_the_policy_gate_which_refuses_a_crippled_model(installation, client,
+                                                                                    monkeypatch):
+    """`nextbest train --logged DIR`: new versions stay @challenger whatever their held-out metric, and the
+    policy gate judges them on the logged decisions; a crippled churn model does not earn more, so it stays
+    challenger with both doubly robust values and the interval in its reason."""
+    import training.train as T
+    from analysis.gate import policy_gate
+
+    name = model_name(installation, "churn")
+    before = str(client.get_model_version_by_alias(name, CHAMPION).version)
+    monkeypatch.setattr(T, "tuned_params", lambda s, h: {"num_leaves": 2, "learning_rate": 0.001, "min_data_in_leaf": 5000})
+    result = T.train_head(installation, "churn", T.load_sources(installation), use_tuned=True, hold=True)
+    assert not result.promoted and "held as @challenger" in result.message and "policy gate" in result.message
+    r = policy_gate(installation, installation.world_dir, n_boot=200)
+    assert not r["promoted"] and r["changes"] == {"churn": {"champion": before, "challenger": result.version}}
+    assert f"[{r['low']:+.4f}, {r['high']:+.4f}]" in r["reason"] and r["low"] <= 0
+    assert str(client.get_model_version_by_alias(name, CHAMPION).version) == before
+    tags = client.get_model_version(name, result.version).tags
+    assert tags["gate"].startswith("refused: DR") and tags["gate_reason"] == r["reason"]
+
+
+def test_train_logged_needs_a_folder(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from nextbest.cli import app
+
+    r = CliRunner().invoke(app, ["train", "--logged", str(tmp_path / "nowhere")])
+    assert r.exit_code == 1 and "--logged" in r.output and "nowhere" in "".join(r.output.split())
+
+
 def test_models_table_lists_versions_aliases_and_metrics(installation):
     from rich.console import Console
 
