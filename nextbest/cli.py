@@ -345,6 +345,8 @@ def evaluate(
     logged: Optional[Path] = typer.Option(None, "--logged", help="Judge the policies off-policy on this folder's "
                                                                   "randomised assignments and events (e.g. from "
                                                                   "export-log --merge)"),
+    reuse: bool = typer.Option(False, "--reuse", help="With --seeds: evaluate again the worlds already built (same "
+                                                      "seed, customers and days) instead of rebuilding them"),
     config_dir: Optional[Path] = ConfigDir,
 ):
     """What the decisions add against doing nothing, on a simulated world's causal truth, beside the oracle,
@@ -359,7 +361,7 @@ def evaluate(
     if logged is not None:
         _evaluate_logged(s, logged)
         return
-    doc = run(s, seeds=seeds, customers=customers, progress=lambda m: console.print(f"[dim]{m}[/dim]"))
+    doc = run(s, seeds=seeds, customers=customers, progress=lambda m: console.print(f"[dim]{m}[/dim]"), reuse=reuse)
     table = Table(title="true incremental value of one decision per customer")
     for h in HEADER:
         table.add_column(h, justify="left" if h == "policy" else "right")

@@ -15,7 +15,7 @@ from nextbest.settings import Settings
 
 
 def evaluate(settings: Settings, seeds: int = 0, customers: int | None = None, out_dir: Path | None = None,
-             progress=None, log_mlflow: bool = True) -> dict:
+             progress=None, log_mlflow: bool = True, reuse: bool = False) -> dict:
     """Evaluate on the world of ``settings.world_dir`` (``seeds`` = 0), or on ``seeds`` new worlds of
     ``customers`` customers (default ``world.customers``) built under ``<data_dir>/evaluation/worlds``."""
     from analysis.evaluation import document
@@ -26,7 +26,7 @@ def evaluate(settings: Settings, seeds: int = 0, customers: int | None = None, o
     if seeds:
         first = settings.world.seed
         doc = evaluate_worlds(settings, list(range(first, first + seeds)), customers or settings.world.customers,
-                              settings.data_dir / "evaluation" / "worlds", progress)
+                              settings.data_dir / "evaluation" / "worlds", progress, reuse=reuse)
     else:
         if not (settings.world_dir / "truth.parquet").exists():
             raise SystemExit(f"evaluation needs a simulated world: {settings.world_dir / 'truth.parquet'} is missing "

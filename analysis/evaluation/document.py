@@ -92,6 +92,35 @@ def plot(doc: dict, path: Path) -> None:
     plt.close(fig)
 
 
+def accuracy_section(doc: dict) -> str:
+    """"How well the effects are learned": the effect model's increments beside the true ones, per action."""
+    from analysis.evaluation.accuracy import by_action
+
+    acc = doc.get("effect_accuracy")
+    if not acc:
+        return ""
+    if "summary" in doc:
+        body = [[a, _interval(e["model"]), _interval(e["true"])] for a, e in acc["actions"].items()]
+        same, kept = _interval(acc["same_best_option"], True), _interval(acc["best_option_value_kept"], True)
+    else:
+        if not acc.get("customers"):
+            return ""
+        body = [[a, _fmt(e["model"]), _fmt(e["true"])] for a, e in by_action(acc["options"]).items()]
+        same, kept = _fmt(acc["same_best_option"], True), _fmt(acc.get("best_option_value_kept"), True)
+    table = _table(["action", "learned increment (mean)", "true increment (mean)"], body)
+    return f"""
+## How well the effects are learned
+
+For every customer and every option the rules leave open at the decision time (eligible action, open
+channel, at nextbest's send hour), the effect model's increment beside the true one, in currency before
+the send's cost, averaged per action{" (means over the worlds, 95% intervals)" if "summary" in doc else ""}.
+The model's best option is the truly best one for {same} of the customers with an option, and keeps
+{kept} of the best option's true increment.
+
+{table}
+"""
+
+
 def markdown(doc: dict, image: str) -> str:
     t = doc["targets"]
     where = (f"{doc['worlds']} simulated worlds (seeds {', '.join(map(str, doc['seeds']))}) of "
@@ -135,7 +164,7 @@ causal truth: the oracle knows every customer's true response to every action, c
   model's error costs, the rest being the send hour.
 - **oracle, conditions read with the true outcome scores**: what knowing the hidden churn state adds.
 - **wrong lifts**: the catalogue's hand-set lifts rotated between actions; learned actions do not read them.
-"""
+{accuracy_section(doc)}"""
 
 
 def log_mlflow(settings: Settings, doc: dict, paths: dict) -> str:

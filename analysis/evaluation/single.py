@@ -35,6 +35,7 @@ from analysis.evaluation.policies import (
     no_action,
     random_choice,
 )
+from analysis.evaluation.accuracy import effect_accuracy
 from analysis.evaluation.value import true_value
 from nextbest.settings import Settings
 from nextbest.vocabulary import CHANNELS, HEADS
@@ -91,6 +92,13 @@ def sample_customers(settings: Settings, as_of: pd.Timestamp, known: pd.Index, l
     if not len(ids):
         raise SystemExit(f"no customer is registered before {as_of}")
     return ids
+
+
+def nextbest_candidates(pol, col, decisions) -> np.ndarray:
+    """[n, A] the actions nextbest's rules left eligible for each customer (its own churn scores)."""
+    from serving.policy.rules import candidate_actions
+
+    return candidate_actions(pol, decisions.stage_idx, col, decisions.p_churn, None)[0]
 
 
 def wrong_lifts(settings: Settings) -> Settings:
@@ -170,6 +178,11 @@ def evaluate_world(settings: Settings, oracle, as_of=None, customers: int | None
     choices["calendar"] = calendar_choice(settings, LEGACY_WEIGHTS, pol, stage, eligible, open_)
     choices["random"] = random_choice(pol, eligible, open_, settings.training.seed)
     choices["no_action"] = no_action(n)
+    accuracy = None
+    if scorer.effect is not None:
+        step("comparing the learned increments with the true ones")
+        accuracy = effect_accuracy(pol, d_next, scorer.increments(X), truth, nextbest_candidates(pol, col, d_next),
+                                   open_)
     step("valuing the decisions with the oracle")
     valued = {p: true_value(oracle, ids, c, t, settings, pol.actions) for p, c in choices.items()}
     total = {p: float(v.value.sum()) for p, v in valued.items()}
@@ -192,6 +205,7 @@ def evaluate_world(settings: Settings, oracle, as_of=None, customers: int | None
     return {
         "as_of": t.isoformat(), "data_end": data_end.isoformat(), "customers": n, "policies": policies,
         "model_versions": dict(scorer.versions), "unavailable_models": dict(scorer.unavailable),
-        "heads": [h for h in HEADS if h in scorer.models], "seconds": round(time.perf_counter() - t0, 2),
+        "heads": [h for h in HEADS if h in scorer.models], "effect_accuracy": accuracy,
+        "seconds": round(time.perf_counter() - t0, 2),
         "ids": ids, "choices": choices, "values": {p: v.value for p, v in valued.items()},
     }

@@ -3,6 +3,7 @@ the policies' true incremental value with a 95% confidence interval over the wor
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from datetime import timedelta
@@ -37,6 +38,26 @@ def mean_interval(values: list[float]) -> dict:
     return {"mean": m, "low": m - half, "high": m + half, "n": int(len(x))}
 
 
+def accuracy_over_worlds(runs: list[dict]) -> dict | None:
+    """The effect model's accuracy (``accuracy.effect_accuracy``) averaged over the worlds that had one."""
+    from analysis.evaluation.accuracy import by_action
+
+    acc = [r["effect_accuracy"] for r in runs if r.get("effect_accuracy")]
+    if not acc:
+        return None
+    actions: dict[str, dict] = {}
+    for a in acc:
+        for name, e in by_action(a["options"]).items():
+            actions.setdefault(name, {"model": [], "true": []})
+            actions[name]["model"].append(e["model"])
+            actions[name]["true"].append(e["true"])
+    return {"worlds": len(acc),
+            "same_best_option": mean_interval([a.get("same_best_option") for a in acc]),
+            "best_option_value_kept": mean_interval([a.get("best_option_value_kept") for a in acc]),
+            "actions": {k: {"model": mean_interval(v["model"]), "true": mean_interval(v["true"])}
+                        for k, v in actions.items()}}
+
+
 def world_settings(settings: Settings, root: Path, seed: int) -> Settings:
     """Settings whose data and MLflow store live under `root` (one world of the evaluation)."""
     paths = settings.paths.model_copy(update={"data_dir": root / "data", "mlruns_dir": root / "mlruns",
@@ -64,18 +85,43 @@ def build_world(settings: Settings, customers: int, progress=None) -> object:
     store.materialize(settings)
     step(f"seed {w.seed}: training the heads and the effect model")
     train_all(settings, oracle=world.oracle())
+    _built(settings).write_text(json.dumps({"seed": w.seed, "customers": customers, "days": w.days}) + "\n")
     return world.oracle()
 
 
-def evaluate_worlds(settings: Settings, seeds: list[int], customers: int, root: Path, progress=None) -> dict:
+def _built(settings: Settings) -> Path:
+    """The marker a completely built world leaves (simulated, features, models)."""
+    return settings.data_dir / "built.json"
+
+
+def built_world(settings: Settings, customers: int):
+    """The oracle of the world already built at `settings` with the same seed, customers and days, else None."""
+    from simulator.oracle import Oracle
+
+    marker = _built(settings)
+    if not marker.exists():
+        return None
+    w = settings.world
+    if json.loads(marker.read_text()) != {"seed": w.seed, "customers": customers, "days": w.days}:
+        return None
+    return Oracle.load(settings.world_dir)
+
+
+def evaluate_worlds(settings: Settings, seeds: list[int], customers: int, root: Path, progress=None,
+                    reuse: bool = False) -> dict:
     """Build and evaluate one world per seed under `root`; aggregate each policy's value per 1,000 customers and
-    share of the oracle's value with 95% intervals over the worlds."""
+    share of the oracle's value with 95% intervals over the worlds. With `reuse`, a world already built there
+    with the same seed, customers and days is evaluated again without being rebuilt."""
     step = progress or (lambda msg: None)
     t0 = time.perf_counter()
     runs = []
     for seed in seeds:
         s = world_settings(settings, root / f"seed-{seed}", seed)
-        oracle = build_world(s, customers, progress)
+        oracle = built_world(s, customers) if reuse else None
+        if oracle is not None:
+            step(f"seed {seed}: reusing the world built in {root / f'seed-{seed}'}")
+        else:
+            oracle = build_world(s, customers, progress)
         step(f"seed {seed}: evaluating")
         r = evaluate_world(s, oracle)
         runs.append({"seed": seed, **{k: v for k, v in r.items() if k not in ("ids", "choices", "values")}})
@@ -88,6 +134,6 @@ def evaluate_worlds(settings: Settings, seeds: list[int], customers: int, root: 
             "send_rate": mean_interval([r["policies"][p]["send_rate"] for r in runs]),
         }
     return {"worlds": len(runs), "seeds": list(seeds), "customers": customers, "days": settings.world.days,
-            "summary": summary, "runs": runs, "seconds": round(time.perf_counter() - t0, 1),
+            "summary": summary, "effect_accuracy": accuracy_over_worlds(runs), "runs": runs, "seconds": round(time.perf_counter() - t0, 1),
             "start": str(settings.world.start_date), "end": str(settings.world.start_date + timedelta(
                 days=settings.world.days))}
