@@ -212,7 +212,7 @@ def build_world(root: Path, customers: int, days: int = 365, seed: int = 7, trai
     import gc
 
     from features import pipeline, store
-    from nextbest.simulator import simulate
+    from simulator.world import simulate
 
     root = Path(root)
     shutil.rmtree(root, ignore_errors=True)
@@ -221,8 +221,8 @@ def build_world(root: Path, customers: int, days: int = 365, seed: int = 7, trai
     use_scratch(root)
     t = {}
     t0 = time.perf_counter()
-    simulate(customers=customers, days=days, seed=seed, start=s.world.start_date, out_dir=s.world_dir,
-             progress=progress, settings=s)
+    simulate(s, customers=customers, days=days, seed=seed, start=s.world.start_date, out_dir=s.world_dir,
+             progress=progress)
     gc.collect()
     t["simulate"] = time.perf_counter() - t0
     t0 = time.perf_counter()

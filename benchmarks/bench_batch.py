@@ -170,7 +170,7 @@ def _heads(root: str, base: str, rows: int, q) -> None:
             cols = scorer._cols[head]
             Xh = X[:, cols]
             if head == "channel":  # 5 rows per customer (one per channel) plus the message inputs
-                from training.models import MESSAGE_INPUTS
+                from features.message import MESSAGE_INPUTS
 
                 Xh = np.repeat(Xh, 5, axis=0)
                 Xh = np.hstack([Xh, np.zeros((len(Xh), len(MESSAGE_INPUTS)), np.float32)])

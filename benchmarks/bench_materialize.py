@@ -35,12 +35,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(ROOT))
 
 from _common import machine, machine_line  # noqa: E402
-from features.names import VIEWS  # noqa: E402
+from features.names import views  # noqa: E402
+from nextbest.settings import load_settings  # noqa: E402
 
 ZONES = np.array(["Europe/Paris", "America/New_York", "Asia/Tokyo", "UTC", "Australia/Sydney"], dtype=object)
 
 
-def synthetic_latest(n: int, seed: int = 0) -> dict[str, pd.DataFrame]:
+def synthetic_latest(n: int, actions, seed: int = 0) -> dict[str, pd.DataFrame]:
     """One snapshot row per customer for every view, with plausible values (counts, rates, NaN recencies)."""
     rng = np.random.default_rng(seed)
     ids = np.char.add("C", np.char.zfill(np.arange(n).astype(str), 8)).astype(object)
@@ -55,7 +56,7 @@ def synthetic_latest(n: int, seed: int = 0) -> dict[str, pd.DataFrame]:
         return v
 
     out = {}
-    for view, feats in VIEWS.items():
+    for view, feats in views(actions).items():
         cols: dict[str, object] = {"customer_id": ids, "event_timestamp": ts}
         for f in feats:
             if f.startswith(("consent_", "reachable_", "rfm_dropped")):
@@ -88,7 +89,6 @@ def redis_up(host: str, port: int) -> bool:
 
 
 def settings_for(data_dir: Path, kind: str, host: str, port: int):
-    from nextbest.settings import load_settings
 
     env = {"NEXTBEST__PATHS__DATA_DIR": str(data_dir), "NEXTBEST__ONLINE_STORE__KIND": kind,
            "NEXTBEST__ONLINE_STORE__REDIS_HOST": host, "NEXTBEST__ONLINE_STORE__REDIS_PORT": str(port)}
@@ -122,7 +122,7 @@ def run(sizes: list[int], plain_max: int, data_root: Path, host: str, port: int)
         data_dir = data_root / f"n{n}"
         shutil.rmtree(data_dir, ignore_errors=True)
         t0 = time.perf_counter()
-        snaps = synthetic_latest(n)
+        snaps = synthetic_latest(n, tuple(load_settings().actions))
         fd = data_dir / "features"
         fd.mkdir(parents=True)
         for view, df in snaps.items():

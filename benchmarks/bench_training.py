@@ -1,7 +1,7 @@
 """Benchmark: the training pipeline's wall time at 100k (and 1M) customers.
 
 For each size, in a scratch folder: simulate the world over 365 days
-(``nextbest.simulator.simulate``), build the point-in-time features
+(``simulator.world.simulate``), build the point-in-time features
 (``features.pipeline.build``), register them (``features.store.apply``),
 fill the online store (``features.store.materialize``, packed vectors), and
 train the four heads into a scratch MLflow (``training.train.train_all``,

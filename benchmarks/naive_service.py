@@ -34,7 +34,7 @@ class NaiveNextBest:
         from features.store import feature_names, get_store
         from nextbest.settings import load_settings
         from serving.policy import compile_policy
-        from training.registry import connect
+        from nextbest.model_contract import connect
 
         self.settings = load_settings()
         self.store = get_store(self.settings)
@@ -81,7 +81,7 @@ class NaiveNextBest:
     def _scores(self, X: np.ndarray, allowed_hours: np.ndarray):
         import pandas as pd
 
-        from features.names import CHANNELS
+        from nextbest.vocabulary import CHANNELS
         from serving.scoring import Scores
 
         n = len(X)
@@ -102,7 +102,7 @@ class NaiveNextBest:
         rows = full[known].copy()
         code, hour = np.tile(np.arange(k), n), np.repeat(best_hour, k)
         try:  # the message inputs as the training code builds them (channel, hour, that channel's stats)
-            from training.models import MESSAGE_INPUTS, message_inputs
+            from features.message import MESSAGE_INPUTS, message_inputs
 
             extra = message_inputs(full.to_numpy(np.float32), self.index, code, hour)
             for j, name in enumerate(MESSAGE_INPUTS):

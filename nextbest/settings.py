@@ -144,7 +144,8 @@ class Serving(_Strict):
     exploration_share: float = Field(0.05, ge=0.0, lt=1.0)
     access_log: bool = False
     shadow: bool = False  # the registry's @challenger also decides on live requests; logged, never acted on
-    workers: int = Field(1, ge=1, le=64)  # worker processes; they share the pressure store and the decision log
+    # worker processes; they share the pressure store and the decision log; auto = one per core, at most 4
+    workers: int | Literal["auto"] = "auto"
     reservation_hold_minutes: int = Field(120, ge=1, le=7 * 24 * 60)  # a send's capacity is held until send_at + this
     reservation_retries: int = Field(2, ge=0, le=5)  # re-decisions of a customer whose reservation lost a race
     timestamp_past_days: int = Field(30, ge=1, le=3650)  # feedback and trigger timestamps: at most this old ...
@@ -153,6 +154,18 @@ class Serving(_Strict):
     max_body_bytes: int = Field(4_000_000, ge=10_000)  # larger request bodies are refused with 413
     decision_log_sync: Literal["normal", "full"] = "normal"  # normal: survives kill -9; full: also a power cut
     clock: str = "system"  # or a fixed ISO-8601 instant, e.g. 2025-06-30T10:00:00+00:00 (tests, replays)
+
+    @field_validator("workers")
+    @classmethod
+    def _workers(cls, v):
+        if v != "auto" and not 1 <= v <= 64:
+            raise ValueError("use auto or a number of worker processes from 1 to 64")
+        return v
+
+    @property
+    def worker_count(self) -> int:
+        """The worker processes to start: ``workers``, or one per core (at most 4) when auto."""
+        return min(os.cpu_count() or 1, 4) if self.workers == "auto" else int(self.workers)
 
     @field_validator("clock", mode="before")
     @classmethod

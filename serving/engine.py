@@ -464,7 +464,7 @@ class Engine:
             "compiled_trees": self.scorer.compiled,
             "shadow": self.shadow.versions if self.shadow is not None else None,
             "channels": list(CHANNELS),
-            "workers": self.settings.serving.workers,
+            "workers": self.settings.serving.worker_count,
             "uptime_s": round(time.time() - self.started, 1),
         }
 

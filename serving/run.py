@@ -31,7 +31,7 @@ def server_env(settings: Settings, environ: dict[str, str] | None = None) -> dic
     """The environment a server process needs to serve ``settings``: the configuration folder, the
     import path of this checkout and BentoML's worker count (``serving.workers``)."""
     environ = dict(os.environ if environ is None else environ)
-    overrides = {"services": {"nextbest": {"workers": settings.serving.workers}}}
+    overrides = {"services": {"nextbest": {"workers": settings.serving.worker_count}}}
     return {**environ, "NEXTBEST_CONFIG_DIR": str(settings.config_dir),
             "PYTHONPATH": str(PROJECT_ROOT) + os.pathsep + environ.get("PYTHONPATH", ""),
             "BENTOML_CONFIG_OVERRIDES": json.dumps(overrides)}

@@ -16,6 +16,7 @@ from features.message import MESSAGE_INPUTS, OPTION_INPUTS, effect_matrix, effec
 from nextbest.vocabulary import CHAMPION, CHANNELS, EFFECT_MODEL, HEADS
 
 log = logging.getLogger("nextbest.serving")
+MANY_ROWS = 65_536  # option rows evaluated together by EffectIncrements.many
 
 
 @dataclass
@@ -42,12 +43,32 @@ class EffectIncrements:
     def learned(self, action: str) -> bool:
         return action in self._learned
 
-    def __call__(self, rows, action, channel, p_response, p_activation, p_churn, hour):
+    def _inputs(self, rows, action, channel, p_response, p_activation, p_churn, hour):
         X = self.X[rows]
         inputs = effect_matrix(self.head.features, X, self.index, self._code[action], channel, p_response,
                                p_activation, p_churn)
-        scale = effect_scale(X, self.index, np.full(len(rows), action in self._scaled), self._default)
+        return inputs, effect_scale(X, self.index, np.full(len(rows), action in self._scaled), self._default)
+
+    def __call__(self, rows, action, channel, p_response, p_activation, p_churn, hour):
+        inputs, scale = self._inputs(rows, action, channel, p_response, p_activation, p_churn, hour)
         return self.head.predict(inputs, self.n_jobs) * scale
+
+    def many(self, calls: list[tuple]) -> list[np.ndarray]:
+        """The increments of several options (each a ``__call__``'s arguments) from one model evaluation: a
+        request's options are valued together, not one small prediction per (action, channel)."""
+        out: list[np.ndarray] = []
+        start = 0
+        while start < len(calls):  # batches of at most MANY_ROWS rows bound the memory on large batches
+            stop, rows = start, 0
+            while stop < len(calls) and (stop == start or rows + len(calls[stop][0]) <= MANY_ROWS):
+                rows += len(calls[stop][0])
+                stop += 1
+            parts = [self._inputs(*call) for call in calls[start:stop]]
+            pred = self.head.predict(np.vstack([p[0] for p in parts]), self.n_jobs)
+            ends = np.cumsum([len(p[0]) for p in parts])
+            out += [pred[e - len(p[0]):e] * p[1] for p, e in zip(parts, ends)]
+            start = stop
+        return out
 
 
 @dataclass

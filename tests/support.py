@@ -64,6 +64,7 @@ def settings_for(root: Path, config_dir: Path | None = None, **extra: str) -> Se
     exploration off unless `extra` turns it on (tests of a decision expect the policy's best option)."""
     env = {
         "NEXTBEST__SERVING__EXPLORATION_SHARE": "0",
+        "NEXTBEST__SERVING__WORKERS": "1",
         "NEXTBEST__PATHS__DATA_DIR": str(root / "data"),
         "NEXTBEST__PATHS__MLRUNS_DIR": str(root / "mlruns"),
         "NEXTBEST__PATHS__REPORTS_DIR": str(root / "reports"),
@@ -85,6 +86,7 @@ def settings_env(s: Settings) -> dict[str, str]:
         "NEXTBEST__MLFLOW__ARTIFACT_ROOT": str(s.path(s.mlflow.artifact_root)),
         "NEXTBEST__SERVING__CLOCK": s.serving.clock,
         "NEXTBEST__SERVING__EXPLORATION_SHARE": str(s.serving.exploration_share),
+        "NEXTBEST__SERVING__WORKERS": str(s.serving.workers),
         "NEXTBEST__TRAINING__MAX_ROWS": str(s.training.max_rows),
         "NEXTBEST__WORLD__DAYS": str(s.world.days),
     }

@@ -79,10 +79,12 @@ def plot(doc: dict, path: Path) -> None:
     y = np.arange(len(names))[::-1]
     ax.barh(y, mean, xerr=err, color=[colors.get(p, "#cbd5e0") for p in names], edgecolor="#4a5568",
             capsize=3 if err is not None else 0)
+    ends = mean + (err[1] if err is not None else 0) * np.sign(mean + (mean == 0))
+    ax.set_xlim(right=max(float(ends.max()), 1.0) * 1.1)
     ax.set_yticks(y, [LABELS[p] for p in names], fontsize=8)
     ax.axvline(0, color="black", lw=0.6)
-    for yi, v in zip(y, mean):
-        ax.annotate(f"{v:,.0f}", (v, yi), xytext=(4 if v >= 0 else -4, 0), textcoords="offset points",
+    for yi, v, end in zip(y, mean, ends):  # the figure past the end of the interval, where it is readable
+        ax.annotate(f"{v:,.0f}", (end, yi), xytext=(4 if v >= 0 else -4, 0), textcoords="offset points",
                     va="center", ha="left" if v >= 0 else "right", fontsize=8)
     ax.set_xlabel("true incremental value per 1,000 customers (currency, net of costs and incentives)")
     worlds = f"{doc['worlds']} worlds, 95% intervals" if "summary" in doc else "one world"

@@ -184,3 +184,8 @@ class _Subset:
 
     def __call__(self, rows, action, channel, p_response, p_activation, p_churn, hour):
         return self.effects(self.rows[rows], action, channel, p_response, p_activation, p_churn, hour)
+
+    def many(self, calls: list[tuple]) -> list[np.ndarray]:
+        from serving.policy.rules import _increments
+
+        return _increments(self.effects, [(self.rows[c[0]], *c[1:]) for c in calls])

@@ -199,23 +199,38 @@ def prior_increment(policy: CompiledPolicy, a: int, p_response: np.ndarray, p_ac
     return p_response * (policy.scale[a] * g)[:, None]
 
 
-def _action_values(policy: CompiledPolicy, a: int, ok: np.ndarray, p_response: np.ndarray,
-                   p_activation: np.ndarray, p_churn: np.ndarray, hour: np.ndarray,
-                   effects: Increments | None) -> tuple[np.ndarray, bool]:
-    """Value net of cost [n, C] of action `a` on the options `ok` [n, C] (-inf elsewhere), and whether it is the
-    effect model's (else the catalogue's prior)."""
-    name = policy.actions[a]
-    learned = effects is not None and effects.learned(name)
-    if not learned:
-        prior = prior_increment(policy, a, p_response, p_activation, p_churn) - policy.cost[a]
-        return np.where(ok, prior, -np.inf).astype(np.float32), False
-    ev = np.full(ok.shape, -np.inf, np.float32)
-    for c in np.flatnonzero(policy.allowed[a]):
-        r = np.flatnonzero(ok[:, c])
-        if len(r):
-            inc = effects(r, name, int(c), p_response[r, c], p_activation[r], p_churn[r], hour[r])
+def _increments(effects: Increments, calls: list[tuple]) -> list[np.ndarray]:
+    """The effect model's increments for several (rows, action, channel, ...) calls: in one batch when it can
+    (``many``: one model evaluation for every option of a request), else call by call."""
+    many = getattr(effects, "many", None)
+    return many(calls) if many is not None else [effects(*call) for call in calls]
+
+
+def _values_of_actions(policy: CompiledPolicy, oks: dict[int, np.ndarray], p_response: np.ndarray,
+                       p_activation: np.ndarray, p_churn: np.ndarray, hour: np.ndarray,
+                       effects: Increments | None) -> dict[int, tuple[np.ndarray, bool]]:
+    """For each action `a` of `oks`: value net of cost [n, C] on its options ``oks[a]`` [n, C] (-inf elsewhere),
+    and whether it is the effect model's (else the catalogue's prior). The learned options of every action are
+    valued together."""
+    out: dict[int, tuple[np.ndarray, bool]] = {}
+    calls, targets = [], []
+    for a, ok in oks.items():
+        name = policy.actions[a]
+        if effects is None or not effects.learned(name):
+            prior = prior_increment(policy, a, p_response, p_activation, p_churn) - policy.cost[a]
+            out[a] = (np.where(ok, prior, -np.inf).astype(np.float32), False)
+            continue
+        ev = np.full(ok.shape, -np.inf, np.float32)
+        for c in np.flatnonzero(policy.allowed[a]):
+            r = np.flatnonzero(ok[:, c])
+            if len(r):
+                calls.append((r, name, int(c), p_response[r, c], p_activation[r], p_churn[r], hour[r]))
+                targets.append((ev, r, a, int(c)))
+        out[a] = (ev, True)
+    if calls:
+        for (ev, r, a, c), inc in zip(targets, _increments(effects, calls)):
             ev[r, c] = inc - policy.cost[a, c]
-    return ev, True
+    return out
 
 
 def best_expected_value(
@@ -242,10 +257,11 @@ def best_expected_value(
     best_learned = np.zeros(n, bool)
     n_options = np.zeros(n, np.int16)
     rows = np.arange(n)
-    for a in range(len(policy.actions)):
-        ok = open_channels & policy.allowed[a] & candidates[:, a, None]
+    oks = {a: open_channels & policy.allowed[a] & candidates[:, a, None] for a in range(len(policy.actions))}
+    values = _values_of_actions(policy, oks, p_response, p_activation, p_churn, hour, effects)
+    for a, ok in oks.items():
         n_options += ok.sum(axis=1, dtype=np.int16)
-        ev, learned = _action_values(policy, a, ok, p_response, p_activation, p_churn, hour, effects)
+        ev, learned = values[a]
         c = ev.argmax(axis=1)
         v = ev[rows, c]
         better = v > best_ev
@@ -264,11 +280,14 @@ def option_values(policy: CompiledPolicy, action: np.ndarray, channel: np.ndarra
     n = len(action)
     value, learned = np.zeros(n, np.float32), np.zeros(n, bool)
     rows = np.arange(n)
+    oks = {}
     for a in np.unique(action[action >= 0]):
-        ok = np.zeros((n, _C), bool)
+        oks[int(a)] = np.zeros((n, _C), bool)
         mine = np.flatnonzero(action == a)
-        ok[mine, channel[mine]] = True
-        ev, is_learned = _action_values(policy, int(a), ok, p_response, p_activation, p_churn, hour, effects)
+        oks[int(a)][mine, channel[mine]] = True
+    for a, (ev, is_learned) in _values_of_actions(policy, oks, p_response, p_activation, p_churn, hour,
+                                                  effects).items():
+        mine = np.flatnonzero(action == a)
         value[mine] = ev[rows[mine], channel[mine]]
         learned[mine] = is_learned
     return value, learned

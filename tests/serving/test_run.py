@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import socket
 
+import pytest
+
 from serving.run import port_free, server_env
 from tests.support import free_port
 
@@ -32,3 +34,18 @@ def test_the_server_gets_the_configured_worker_count():
     env = server_env(s, environ={})
     assert json.loads(env["BENTOML_CONFIG_OVERRIDES"]) == {"services": {"nextbest": {"workers": 3}}}
     assert env["NEXTBEST_CONFIG_DIR"] == str(s.config_dir)
+
+
+def test_auto_starts_one_worker_per_core_at_most_four(monkeypatch):
+    import json
+
+    from nextbest.settings import DEFAULT_CONFIG_DIR, SettingsError, load_settings
+
+    s = load_settings(DEFAULT_CONFIG_DIR, environ={})
+    assert s.serving.workers == "auto"
+    for cores, expected in ((2, 2), (1, 1), (16, 4)):
+        monkeypatch.setattr("os.cpu_count", lambda: cores)
+        assert json.loads(server_env(s, environ={})["BENTOML_CONFIG_OVERRIDES"]) == {
+            "services": {"nextbest": {"workers": expected}}}
+    with pytest.raises(SettingsError, match="workers"):
+        load_settings(DEFAULT_CONFIG_DIR, environ={"NEXTBEST__SERVING__WORKERS": "0"})

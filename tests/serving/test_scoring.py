@@ -1,0 +1,97 @@
+"""The effect model's increments valued together (one evaluation for every option of a request) equal the same
+increments valued one option at a time, and the policy decides the same either way."""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import datetime, timezone
+
+import numpy as np
+import pytest
+
+from features.message import OPTION_INPUTS
+from features.names import CONTEXT, customer_features
+from nextbest.model_contract import Head, LoadedModel
+from nextbest.vocabulary import CHANNELS, EFFECT_MODEL
+from serving.policy import DecisionInputs, compile_policy, decide
+from serving.scoring import EffectIncrements
+from tests.serving.test_policy import customer
+from tests.support import settings_for
+
+
+class OneAtATime:
+    """The same increments without the batched path."""
+
+    def __init__(self, inner):
+        self.inner = inner
+
+    def learned(self, action):
+        return self.inner.learned(action)
+
+    def __call__(self, *args):
+        return self.inner(*args)
+
+
+@pytest.fixture
+def parts(tmp_path):
+    import lightgbm as lgb
+
+    s = settings_for(tmp_path, NEXTBEST__SERVING__CONTROL_SHARE="0")
+    names = [*customer_features(tuple(s.actions)), *CONTEXT]
+    features = ["monetary_365d", "frequency_365d", "days_since_last_purchase", *OPTION_INPUTS]
+    rng = np.random.default_rng(0)
+    X = rng.random((3000, len(features))).astype(np.float32)
+    X[:, features.index("opt_action_code")] = rng.integers(0, len(s.actions), 3000)
+    X[:, features.index("opt_channel_code")] = rng.integers(0, len(CHANNELS), 3000)
+    y = X[:, features.index("opt_action_code")] * 0.3 - X[:, features.index("opt_channel_code")] + X[:, 2]
+    booster = lgb.train({"objective": "regression", "verbosity": -1, "num_leaves": 15, "seed": 1},
+                        lgb.Dataset(X, y, feature_name=features), num_boost_round=30)
+    contract = {"actions": list(s.actions), "assignments": {a: 10_000 for a in s.actions},
+                "scaled_actions": [a for a in s.actions if s.actions[a].objective.measure == "amount"],
+                "scale_default": 40.0}
+    model = LoadedModel(Head(EFFECT_MODEL, booster, features, None), "1", contract)
+    n = 300
+    index = {f: i for i, f in enumerate(names)}
+    Xc = np.full((n, len(names)), np.nan, np.float32)
+    for k, v in customer("active").items():
+        Xc[:, index[k]] = v
+    Xc[:, index["monetary_365d"]] = rng.uniform(10, 500, n)
+    Xc[:, index["frequency_365d"]] = rng.integers(1, 9, n)
+    Xc[:, index["days_since_last_purchase"]] = rng.uniform(0, 60, n)
+    return s, model, Xc, index
+
+
+def test_batched_increments_equal_one_option_at_a_time(parts):
+    import serving.scoring as scoring
+
+    s, model, X, index = parts
+    inc = EffectIncrements(model, X, index, min_assignments=1)
+    rng = np.random.default_rng(1)
+    calls = [(np.sort(rng.choice(len(X), k, replace=False)), a, c, rng.random(k), rng.random(k), rng.random(k),
+              np.full(k, 10.0)) for k, a, c in ((5, "cross_sell", 0), (120, "loyalty_reward", 1), (1, "win_back", 4))]
+    single = [inc(*call) for call in calls]
+    for cap in (scoring.MANY_ROWS, 100):  # one evaluation, and several when the rows exceed the cap
+        scoring.MANY_ROWS = cap
+        try:
+            batched = inc.many(calls)
+        finally:
+            scoring.MANY_ROWS = 65_536
+        assert [len(b) for b in batched] == [5, 120, 1]
+        for b, one in zip(batched, single):
+            np.testing.assert_allclose(b, one, rtol=1e-6)
+
+
+def test_the_policy_decides_the_same_with_batched_increments(parts):
+    s, model, X, index = parts
+    pol = dataclasses.replace(compile_policy(s), exploration_share=0.2)  # explored rows are valued too
+    n = len(X)
+    inputs = DecisionInputs(customer_ids=np.array([f"c{i}" for i in range(n)], dtype=object), X=X,
+                            feature_index=index, found=np.ones(n, bool), timezones=["Europe/Paris"] * n,
+                            now=datetime(2025, 6, 3, 7, 17, tzinfo=timezone.utc), request_id="r1")
+    inc = EffectIncrements(model, X, index, min_assignments=1)
+    a = decide(dataclasses.replace(inputs, effects=inc), pol)
+    b = decide(dataclasses.replace(inputs, effects=OneAtATime(inc)), pol)
+    assert (a.action_idx >= 0).sum() > 0 and a.exploration.any()
+    np.testing.assert_array_equal(a.action_idx, b.action_idx)
+    np.testing.assert_array_equal(a.channel_idx, b.channel_idx)
+    np.testing.assert_allclose(a.expected_value, b.expected_value, rtol=1e-6)
