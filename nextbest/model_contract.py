@@ -9,6 +9,8 @@ registry here, as native boosters, without MLflow's pyfunc layer.
 
 from __future__ import annotations
 
+import os
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -48,11 +50,20 @@ class Head:
             return False
         cache.parent.mkdir(parents=True, exist_ok=True)
         model_file = cache.with_suffix(".txt")
+        # several workers may compile the same model at once: each writes its own file, then moves it in place
+        mine = f".{os.getpid()}.{threading.get_ident()}"
         if not model_file.exists():
-            self.booster.save_model(str(model_file))
+            tmp = model_file.with_name(model_file.name + mine)
+            self.booster.save_model(str(tmp))
+            os.replace(tmp, model_file)
         try:
             compiled = lleaves.Model(model_file=str(model_file))
-            compiled.compile(cache=str(cache))
+            if cache.exists():
+                compiled.compile(cache=str(cache))
+            else:
+                tmp = cache.with_name(cache.stem + mine + cache.suffix)
+                compiled.compile(cache=str(tmp))
+                os.replace(tmp, cache)
         except Exception:
             return False
         probe = np.random.default_rng(0).normal(size=(64, self.booster.num_feature())).astype(np.float32)
