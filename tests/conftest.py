@@ -60,15 +60,18 @@ def redis_port(tmp_path_factory):
     import redis
 
     client = redis.Redis(host="127.0.0.1", port=port)
-    for _ in range(100):
-        try:
-            if client.ping():
-                break
-        except redis.ConnectionError:
-            time.sleep(0.05)
-    else:
+    try:
+        for _ in range(100):
+            try:
+                if client.ping():
+                    break
+            except redis.ConnectionError:
+                time.sleep(0.05)
+        else:
+            pytest.fail(f"redis-server did not answer on 127.0.0.1:{port}")
+    except BaseException:  # never leave the server behind, whatever stopped the wait
         proc.terminate()
-        pytest.fail(f"redis-server did not answer on 127.0.0.1:{port}")
+        raise
     yield port
     proc.terminate()
     try:

@@ -24,15 +24,19 @@ def start_server(cmd: list[str], env: dict, log, port: int, ready_timeout: float
     proc = subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT), **env},
                             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     deadline = time.time() + ready_timeout
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"server exited with {proc.returncode}: {Path(log.name).read_text()[-3000:]}")
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
-                return proc
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.25)
+    try:
+        while time.time() < deadline:
+            if proc.poll() is not None:
+                raise RuntimeError(f"server exited with {proc.returncode}: {Path(log.name).read_text()[-3000:]}")
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
+                    return proc
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.25)
+    except BaseException:  # never leave a server behind, whatever stopped the wait
+        stop_server(proc)
+        raise
     stop_server(proc)
     raise RuntimeError(f"server did not become ready in {ready_timeout:.0f} s: {Path(log.name).read_text()[-3000:]}")
 
