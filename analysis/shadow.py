@@ -10,8 +10,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pandas as pd
-
 from nextbest.vocabulary import NO_ACTION
 from serving.history import ContactHistory
 
@@ -39,8 +37,3 @@ def shadow_summary(log_path: Path | str) -> dict:
                       "challenger": float((own["action"] != NO_ACTION).mean()) if len(own) else None},
         "first": str(d["decided_at"].min()), "last": str(d["decided_at"].max()),
     }
-
-
-def as_frame(summary: dict) -> pd.DataFrame:
-    """The actions table of a summary: decisions per action, champion beside challenger."""
-    return pd.DataFrame.from_dict(summary.get("actions", {}), orient="index")

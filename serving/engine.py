@@ -103,6 +103,15 @@ def _row_request_ids(ids: list[str], request_id: str | None) -> list[str | None]
     return out
 
 
+def _rows_args(policy_args: dict, rows) -> dict:
+    """The policy's per-customer arguments for `rows`; one request id for every row is passed as one value (the
+    vectorised path)."""
+    args = {k: [v[i] for i in rows] for k, v in policy_args.items()}
+    if len(set(args["request_id"])) == 1:
+        args["request_id"] = args["request_id"][0]
+    return args
+
+
 def _withhold(record: dict, reason: dict, fallback: str | None = None) -> None:
     """Turn a recommended send into no_action, saying why: the answer is then the service's, not a draw of the
     assignment, so it carries no propensity."""
@@ -255,9 +264,7 @@ class Engine:
         )
 
         def run(rows: list[int], X_rows: np.ndarray) -> list[dict]:
-            args = {k: [v[i] for i in rows] for k, v in policy_args.items()}
-            if len(set(args["request_id"])) == 1:  # one request id for every row: the vectorised path
-                args["request_id"] = args["request_id"][0]
+            args = _rows_args(policy_args, rows)
             d = decide_arrays(self.policy, self.scorer, self.feature_index, [ids[i] for i in rows], X_rows,
                               found[rows], [tz[i] for i in rows], now, **args)
             return d.to_records()
@@ -285,11 +292,8 @@ class Engine:
 
     def _shadow(self, ids, X, found, tz, now, policy_args: dict) -> list[dict]:
         try:
-            args = dict(policy_args)
-            if len(set(args["request_id"])) == 1:
-                args["request_id"] = args["request_id"][0]
             return decide_arrays(self.shadow_policy, self.shadow, self.feature_index, ids, X, found, tz, now,
-                                 **args).to_records()
+                                 **_rows_args(policy_args, range(len(ids)))).to_records()
         except Exception as e:
             log.error("shadow decision failed, live answer unaffected: %s: %s", type(e).__name__, e)
             return []

@@ -15,6 +15,7 @@ from serving.policy.compile import CompiledPolicy, compile_policy
 from serving.policy.inputs import DecisionInputs, _Columns
 from serving.policy.output import Decisions, decision_ids
 from serving.policy.rules import (
+    _increments,
     _restriction_mask,
     activation_scores,
     assignment_propensity,
@@ -186,6 +187,4 @@ class _Subset:
         return self.effects(self.rows[rows], action, channel, p_response, p_activation, p_churn, hour)
 
     def many(self, calls: list[tuple]) -> list[np.ndarray]:
-        from serving.policy.rules import _increments
-
         return _increments(self.effects, [(self.rows[c[0]], *c[1:]) for c in calls])

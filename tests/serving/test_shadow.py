@@ -4,7 +4,6 @@ live ones and compared by `nextbest shadow`; the live answer is never changed by
 from __future__ import annotations
 
 import numpy as np
-import pytest
 
 from analysis.shadow import shadow_summary
 from nextbest.clock import Clock
@@ -96,10 +95,9 @@ def test_no_shadow_without_a_challenger_that_differs(parts):  # noqa: F811
     assert e.shadow is None and e.health()["shadow"] is None
 
 
-@pytest.mark.parametrize("flag", [False])
-def test_shadow_is_off_by_default(parts, flag):  # noqa: F811
+def test_shadow_is_off_by_default(parts):  # noqa: F811
     s, pressure, history = parts
-    assert s.serving.shadow is flag and make(s, pressure, history).shadow is None
+    assert s.serving.shadow is False and make(s, pressure, history).shadow is None
 
 
 def test_the_command_compares_the_shadow_with_the_champion(parts, monkeypatch):  # noqa: F811
