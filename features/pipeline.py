@@ -77,7 +77,7 @@ class _Customers:
         self.n = len(c)
         self.reg = _ts_ns(c["registered_at"])
         tz = c["timezone"] if "timezone" in c else pd.Series(["UTC"] * self.n)
-        self.tz = tz.fillna("UTC").astype(str).to_numpy(dtype=object)
+        self.tz = tz.astype(object).fillna("UTC").astype(str).to_numpy(dtype=object)  # categoricals too
         self.tz_codes, uniq = pd.factorize(self.tz)
         self.tz_names = list(uniq)
         self.attrs = {
