@@ -155,7 +155,7 @@ def build_effect_data(settings: Settings, src, heads: dict, assignments: pd.Data
     if rand["action_id"].eq(NO_ACTION).sum() < settings.effects.min_controls:
         raise SkipEffects(f"effect: only {int(rand['action_id'].eq(NO_ACTION).sum())} randomised controls "
                           f"(effects.min_controls = {settings.effects.min_controls}); decisions use the priors")
-    frame = outcomes(rand, src.events, settings.actions, src.data_end)
+    frame = outcomes(rand, src.events, settings.actions, src.data_end, partial_controls=True)
     if len(frame) > settings.effects.max_rows:  # a uniform sample keeps the time mix
         frame = frame.sample(settings.effects.max_rows, random_state=settings.training.seed)
         frame = frame.sort_values("assigned_at", kind="stable").reset_index(drop=True)
@@ -245,8 +245,9 @@ def fit_effects(settings: Settings, data: EffectData) -> EffectFit:
         units = f[f"y_{acts[0]}"].to_numpy(float) / act.value if act.value > 0 else np.zeros(len(f))
         per = data.action_scale(np.arange(len(f)), np.full(len(f), data.actions.index(acts[0])), amount)
         units = units / per
-        tr = np.flatnonzero(control & (split == "train"))
-        va = np.flatnonzero(control & (split == "valid"))
+        seen = np.isfinite(units)  # controls that have seen this objective's horizon
+        tr = np.flatnonzero(control & seen & (split == "train"))
+        va = np.flatnonzero(control & seen & (split == "valid"))
         if len(tr) < 50 or len(va) < 20:
             raise SkipEffects(f"effect: too few control rows to learn the outcome without contact ({key})")
         booster = fit_regression(_baseline_inputs(data, tr), _winsor(units[tr]), _baseline_inputs(data, va),
@@ -334,7 +335,8 @@ def uplift_report(settings: Settings, data: EffectData, head: Head, split: str =
         act = settings.actions[name]
         t_rows = np.flatnonzero(test & (f["action_id"] == name).to_numpy())
         c_rows = np.flatnonzero(test & control)
-        c_rows = c_rows[np.isin(f["stage"].to_numpy()[c_rows], [STAGES.index(s) for s in act.stages])]
+        c_rows = c_rows[np.isin(f["stage"].to_numpy()[c_rows], [STAGES.index(s) for s in act.stages])
+                        & np.isfinite(f[f"y_{name}"].to_numpy(float)[c_rows])]
         entry: dict = {"treated": int(len(t_rows)), "controls": int(len(c_rows))}
         if len(t_rows) >= 30 and len(c_rows) >= 30:
             yt = f["y"].to_numpy(float)[t_rows]

@@ -13,7 +13,11 @@ time ``t`` the outcome measured for ``a`` is::
   would have bought anyway. Controls pay nothing.
 
 Rows whose horizon runs past the end of the data are dropped (their outcome is
-not known yet).
+not known yet). A control speaks for every action whose horizon it has seen:
+by default it is kept only when it has seen the longest; with
+``partial_controls`` as soon as it has seen the shortest, ``y_<action>`` being
+NaN for the actions whose horizon it has not (so an action's treated rows and
+its controls cover the same assignment times).
 """
 
 from __future__ import annotations
@@ -84,7 +88,7 @@ def redemptions(assignments: pd.DataFrame, events: pd.DataFrame, horizon_days: n
 
 
 def outcomes(assignments: pd.DataFrame, events: pd.DataFrame, catalogue: Mapping,
-             data_end: pd.Timestamp) -> pd.DataFrame:
+             data_end: pd.Timestamp, partial_controls: bool = False) -> pd.DataFrame:
     """For every assignment row and every catalogue action it can speak for, the outcome in currency.
 
     Treated rows (action a) get ``y`` for their own action; control rows (``no_action``) get one
@@ -93,8 +97,8 @@ def outcomes(assignments: pd.DataFrame, events: pd.DataFrame, catalogue: Mapping
     columns, restricted to rows whose horizon is observed."""
     out = assignments.reset_index(drop=True).copy()
     horizon = out["action_id"].map({a: act.objective.horizon_days for a, act in catalogue.items()})
-    longest = max(act.objective.horizon_days for act in catalogue.values())
-    horizon = horizon.fillna(longest).to_numpy(float)
+    spans = [act.objective.horizon_days for act in catalogue.values()]
+    horizon = horizon.fillna(min(spans) if partial_controls else max(spans)).to_numpy(float)
     observed = (out["assigned_at"] + pd.to_timedelta(horizon, unit="D")) <= data_end
     out = out[observed.to_numpy()].reset_index(drop=True)
     horizon = horizon[observed.to_numpy()]
@@ -106,7 +110,8 @@ def outcomes(assignments: pd.DataFrame, events: pd.DataFrame, catalogue: Mapping
         units = objective_units(out, events, a, catalogue)
         if rows.any():
             y[rows] = act.value * units[rows] - act.incentive * red[rows]
-        out[f"y_{a}"] = np.where(treated, np.nan, act.value * units)
+        seen = (out["assigned_at"] + pd.Timedelta(days=act.objective.horizon_days) <= data_end).to_numpy()
+        out[f"y_{a}"] = np.where(treated | ~seen, np.nan, act.value * units)
     out["y"] = y
     out["redemptions"] = np.where(treated, red, 0.0)
     return out

@@ -45,6 +45,26 @@ def test_outcomes_value_the_objective_net_of_the_incentive():
     assert len(outcomes(assignments, events, catalogue, d(5))) == 0  # horizons not observed yet
 
 
+def test_a_control_speaks_for_the_actions_whose_horizon_it_has_seen():
+    from nextbest.settings import Objective
+
+    t = pd.Timestamp("2025-03-01", tz="UTC")
+    act = lambda days: type("A", (), {"objective": Objective(horizon_days=days), "value": 1.0,  # noqa: E731
+                                      "incentive": 0.0})
+    catalogue = {"short": act(7), "long": act(30)}
+    assignments = pd.DataFrame({
+        "customer_id": ["a", "b"], "assigned_at": [t, t], "action_id": ["no_action", "short"],
+        "channel": [None, "email"], "propensity": [0.1, 0.9], "campaign_id": ["k", "k"]})
+    events = pd.DataFrame({"customer_id": ["a", "b"], "event_timestamp": [t + pd.Timedelta(days=2)] * 2,
+                           "event_type": ["purchase", "purchase"], "amount": [20.0, 30.0],
+                           "action_id": [None, None], "campaign_id": [None, None]})
+    end = t + pd.Timedelta(days=10)  # the short horizon is over, the long one is not
+    assert list(outcomes(assignments, events, catalogue, end)["customer_id"]) == ["b"]  # controls wait for both
+    out = outcomes(assignments, events, catalogue, end, partial_controls=True).set_index("customer_id")
+    assert out.loc["a", "y_short"] == pytest.approx(20.0) and np.isnan(out.loc["a", "y_long"])
+    assert out.loc["b", "y"] == pytest.approx(30.0)
+
+
 # --------------------------------------------------------------------------- a campaign
 
 
