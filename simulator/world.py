@@ -184,6 +184,7 @@ class _Sim:
         self.campaign_ids: list[str] = []
         self.campaign_meta: list[dict] = []
         self.dropped_conversions = 0
+        self.legacy_until = self.E  # the legacy calendar (and its in-app messages) runs before this day index
 
     # -- set-up ----------------------------------------------------------------
     def _catalogue(self, actions: Mapping) -> None:
@@ -510,7 +511,8 @@ class _Sim:
         cart = rng.random(len(idx)) < p_cart
         self.emit(idx[cart], ts[cart] + rng.uniform(2, 25, cart.sum()) / 1440, ET["cart_abandoned"])
         # in-app message on the visit
-        ok = (ts >= self.S) & self.consent_now[idx, IN_APP] & self.reach[idx, IN_APP]
+        ok = (ts >= self.S) & (np.maximum(t, ts) < self.legacy_until) & self.consent_now[idx, IN_APP] & \
+            self.reach[idx, IN_APP]
         ok &= ts - self.last_inapp[idx] >= INAPP_MIN_GAP_DAYS
         if ok.any():
             j, tj = idx[ok], ts[ok] + rng.uniform(0.2, 2.0, ok.sum()) / 1440
@@ -683,8 +685,8 @@ class _Sim:
             self.target(idx[ok], ch, camp, ts[ok], float(hour))
 
     # -- run ---------------------------------------------------------------------
-    def run(self) -> None:
-        t_start = time.perf_counter()
+    def begin(self) -> None:
+        """The population, the monthly in-app campaigns and the history before `start`."""
         self._population()
         # one in-app campaign per calendar month of the simulated period
         self.inapp_campaign = np.zeros(int(self.E) + 2, np.int16)
@@ -699,11 +701,20 @@ class _Sim:
         for d in range(0, int(self.S), 7):
             self.advance(float(min(d + 7, self.S)))
             self.compact()
-        for d in range(int(self.S), int(self.E)):
-            self.advance(float(d))
+
+    def day(self, d: int) -> None:
+        """Everything up to the start of day index `d`, then the day's legacy campaigns while they run."""
+        self.advance(float(d))
+        if d < self.legacy_until:
             self.calendar(d)
-            if d % 7 == 6:
-                self.compact()
+        if d % 7 == 6:
+            self.compact()
+
+    def run(self) -> None:
+        t_start = time.perf_counter()
+        self.begin()
+        for d in range(int(self.S), int(self.E)):
+            self.day(d)
             if self.progress and (d - int(self.S)) % 30 == 0:
                 print(f"simulated {d - int(self.S)}/{self.days} days ({time.perf_counter() - t_start:.0f}s)",
                       file=sys.stderr, flush=True)
@@ -738,16 +749,27 @@ class _Sim:
             cols[f"reachable_{c}"] = self.reach[:, k]
         return pd.DataFrame(cols)
 
-    def events(self, ids: pd.Index) -> pd.DataFrame:
-        """The event buffers as one frame sorted by time, built column by column to bound memory."""
+    def events(self, ids: pd.Index, keep: bool = False, types: tuple[str, ...] | None = None,
+               who: np.ndarray | None = None) -> pd.DataFrame:
+        """The event buffers as one frame sorted by time, built column by column to bound memory. The buffers are
+        handed over unless `keep` (a world still running); `types` keeps only those event types, `who` (a mask
+        over the customers) only those customers' events."""
         fields = [list(f) for f in zip(*self._events)] if self._events else [[np.zeros(0, np.int32)]] * 7
-        self._events = []
+        if not keep:
+            self._events = []
+        rows = None
+        if types is not None:
+            rows = np.isin(np.concatenate(fields[2]), [ET[t] for t in types])
+        if who is not None:
+            mine = np.asarray(who, bool)[np.concatenate(fields[0])]
+            rows = mine if rows is None else rows & mine
 
         def column(k: int) -> np.ndarray:
             out = np.concatenate(fields[k])
             fields[k] = None  # free the buffers of this column
-            _release_memory()
-            return out
+            if not keep:
+                _release_memory()
+            return out if rows is None else out[rows]
 
         sec, cust = column(1), column(0)
         key = (sec.astype(np.int64) << 32) | cust.astype(np.int64)
@@ -817,16 +839,17 @@ class _Sim:
         return pd.DataFrame({"customer_id": pd.Categorical.from_codes(cust[order], ids),
                              "at": self._ts(t[order]), "alive": up[order].astype(bool)})
 
-    def targets(self, ids: pd.Index) -> pd.DataFrame:
-        """Every target of the legacy campaigns, control included, with the action it was drawn (or would have
-        received) and the probability of what it got."""
+    def targets(self, ids: pd.Index, keep: bool = False) -> pd.DataFrame:
+        """Every target of the campaigns, control included, with the action it was drawn (or would have
+        received) and the probability of what it got. The buffers are handed over unless `keep`."""
         if not self._targets:
             parts = [np.zeros(0, np.int32), np.zeros(0, np.int32), np.zeros(0, np.int8), np.zeros(0, np.int16),
                      np.zeros(0, np.int8), np.zeros(0), np.zeros(0, bool), np.zeros(0)]
         else:
             parts = [np.concatenate(p) for p in zip(*self._targets)]
-        self._targets = []
-        _release_memory()
+        if not keep:
+            self._targets = []
+            _release_memory()
         cust, camp, ch, act, stage, ts, control, prop = parts
         order = np.argsort(ts, kind="stable")
         return pd.DataFrame({
@@ -842,15 +865,16 @@ class _Sim:
 
 
 def assignments_of(targets: pd.DataFrame) -> pd.DataFrame:
-    """The campaign targets as the contract's assignments table: control members as no_action without a channel."""
-    control = targets["control"].to_numpy(bool)
+    """The campaign targets as the contract's assignments table: control members (and decisions to send nothing)
+    as no_action without a channel."""
     action = targets["action_id"].astype(object).to_numpy()
+    nothing = targets["control"].to_numpy(bool) | pd.isna(action)  # held out, or a decision to send nothing
     channel = targets["channel"].astype(object).to_numpy()
     return pd.DataFrame({
         "customer_id": targets["customer_id"].astype(str).to_numpy(),
         "assigned_at": targets["planned_at"],
-        "action_id": np.where(control, NO_ACTION, action),
-        "channel": np.where(control, None, channel),
+        "action_id": np.where(nothing, NO_ACTION, action),
+        "channel": np.where(nothing, None, channel),
         "propensity": targets["propensity"].to_numpy(float),
         "campaign_id": targets["campaign_id"].astype(str).to_numpy(),
     })
