@@ -373,6 +373,43 @@ def evaluate(
                   f"({'met' if t['share_of_oracle_met'] else 'target 90% not met'}); written {doc['paths']['md']}")
 
 
+@app.command("simulate-loop")
+def simulate_loop(
+    days: int = typer.Option(90, "--days", min=1, help="Days the loop runs from day 0"),
+    customers: int = typer.Option(10_000, "--customers", min=200, help="Customers in the simulated world"),
+    legacy_days: int = typer.Option(365, "--legacy-days", min=60,
+                                    help="Days of the legacy calendar before day 0 (the day-0 models learn from them)"),
+    retrain_every: int = typer.Option(7, "--retrain-every", min=1, help="Days between two retrains of the effect "
+                                                                         "model of the learning arm"),
+    seed: Optional[int] = typer.Option(None, help="Random seed (default: world.seed)"),
+    start: Optional[str] = typer.Option(None, help="First legacy day, YYYY-MM-DD (default: world.start)"),
+    out: Optional[Path] = typer.Option(None, "--out", help="Folder of loop.{md,png,json} (default: docs/)"),
+    config_dir: Optional[Path] = ConfigDir,
+):
+    """The learning loop day by day on a causal world: nextbest learning (weekly retrains through the gate),
+    nextbest frozen at day 0, the oracle policy, the legacy calendar and no action live the same future; one
+    chart per measure over time (writes docs/loop.*)."""
+    from rich.table import Table
+
+    from analysis.loop.document import header, rows
+    from analysis.loop.run import simulate_loop as run, write
+
+    s = settings_or_exit(config_dir)
+    if seed is not None:
+        s = s.model_copy(update={"world": s.world.model_copy(update={"seed": seed})})
+    doc = run(s, days=days, customers=customers, legacy_days=legacy_days, retrain_every=retrain_every,
+              start=date.fromisoformat(start) if start else None,
+              progress=lambda m: console.print(f"[dim]{m}[/dim]"))
+    paths = write(doc, out or s.root / "docs")
+    table = Table(title=f"the learning loop over {days} days ({customers:,} customers)")
+    for h in header(doc):
+        table.add_column(h, justify="left" if h == "policy" else "right")
+    for r in rows(doc):
+        table.add_row(*r)
+    console.print(table)
+    console.print(f"written {paths['md']}, {paths['png']}")
+
+
 def _evaluate_logged(s, directory: Path) -> None:
     import json
 

@@ -110,15 +110,36 @@ def wrong_lifts(settings: Settings) -> Settings:
     return settings.model_copy(update={"actions": actions})
 
 
+def oracle_decision_inputs(pol, truth: OracleIncrements, index: dict, X: np.ndarray, found: np.ndarray, tz, now,
+                           scores, request_id: str):
+    """The oracle policy's inputs, and the policy's view of the features (``_Columns``): the rules read what
+    nextbest reads (the champions' outcome scores `scores` decide the conditions), the options are valued with
+    their true increments at the customer's true best hour."""
+    from serving.policy import DecisionInputs
+    from serving.policy.inputs import _Columns
+    from serving.policy.rules import best_hours, hour_scores
+
+    oracle, ids = truth.oracle, truth.ids
+    base = DecisionInputs(customer_ids=ids, X=X, feature_index=index, found=found, timezones=tz, now=now)
+    col = _Columns(base, pol)
+    true_dist = oracle.hour_distribution(ids).astype(np.float32)
+    true_hour = best_hours(hour_scores(true_dist, col, found, pol)[0], 1)[:, 0]
+    true_resp = np.column_stack([oracle.p_response(ids, c, true_hour.astype(float)) for c in CHANNELS])
+    inputs = DecisionInputs(
+        customer_ids=ids, X=X, feature_index=index, found=found, timezones=tz, now=now,
+        p_activation=None if scores is None else scores.p_activation,
+        p_churn=None if scores is None else scores.p_churn,
+        p_response=true_resp, hour_dist=true_dist, effects=truth, request_id=request_id)
+    return inputs, col
+
+
 def evaluate_world(settings: Settings, oracle, as_of=None, customers: int | None = None, scorer=None,
                    progress=None) -> dict:
     """Every policy's decisions and their true value on the world of ``settings.world_dir``; returns a dict of
     per-policy figures plus ``choices`` and ``values`` arrays and ``ids``."""
     from features.store import feature_names, get_store, historical_features
     from serving.engine import decide_arrays
-    from serving.policy import DecisionInputs, compile_policy, decide
-    from serving.policy.inputs import _Columns
-    from serving.policy.rules import best_hours, hour_scores
+    from serving.policy import compile_policy, decide
     from serving.scoring import Scorer
     from simulator.world import LEGACY_WEIGHTS
 
@@ -155,18 +176,7 @@ def evaluate_world(settings: Settings, oracle, as_of=None, customers: int | None
     }
     scores = scorer.score(X, np.asarray(pol.allowed_hours, bool)) if found.any() else None
     truth = OracleIncrements(oracle, ids, t, settings)
-    base = DecisionInputs(customer_ids=ids, X=X, feature_index=index, found=found, timezones=tz, now=now)
-    col = _Columns(base, pol)
-    true_dist = oracle.hour_distribution(ids).astype(np.float32)
-    true_hour = best_hours(hour_scores(true_dist, col, found, pol)[0], 1)[:, 0]
-    true_resp = np.column_stack([oracle.p_response(ids, c, true_hour.astype(float)) for c in CHANNELS])
-    # the oracle: the rules read what nextbest reads (the champions' outcome scores decide the conditions), the
-    # options are valued with their true increments at the customer's true best hour
-    model_scores = {"p_activation": None if scores is None else scores.p_activation,
-                    "p_churn": None if scores is None else scores.p_churn}
-    oracle_inputs = DecisionInputs(
-        customer_ids=ids, X=X, feature_index=index, found=found, timezones=tz, now=now, **model_scores,
-        p_response=true_resp, hour_dist=true_dist, effects=truth, request_id="evaluate:oracle")
+    oracle_inputs, col = oracle_decision_inputs(pol, truth, index, X, found, tz, now, scores, "evaluate:oracle")
     choices["oracle"] = choice_of(decide(oracle_inputs, pol))
     choices["oracle_true_scores"] = choice_of(decide(dataclasses.replace(
         oracle_inputs, p_activation=oracle.p_activation(ids, t, ACTIVATION_DAYS),

@@ -6,7 +6,6 @@ from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
-import pandas as pd
 
 from analysis.evaluation.policies import Choice
 from nextbest.settings import Settings
@@ -20,9 +19,10 @@ class Valued:
     consent_violations: int  # sends on a channel the customer is not consented and reachable on
 
 
-def true_value(oracle, ids: np.ndarray, choice: Choice, as_of: pd.Timestamp, settings: Settings,
+def true_value(oracle, ids: np.ndarray, choice: Choice, as_of, settings: Settings,
                actions: Sequence[str]) -> Valued:
     """The oracle's incremental value of each decision at its send hour (0 for no action), one call per action.
+    `as_of`: one decision time, or one per decision (a ``pd.DatetimeIndex``).
 
     A send the oracle cannot value (an unknown id) or on a channel it knows to be closed is worth minus its
     cost; closed channels are also counted as consent violations."""
@@ -35,7 +35,8 @@ def true_value(oracle, ids: np.ndarray, choice: Choice, as_of: pd.Timestamp, set
             continue
         ch = choice.channel[rows].astype(int)
         v = oracle.incremental_value(ids[rows], name, np.array(CHANNELS, dtype=object)[ch],
-                                     choice.hour[rows].astype(float), as_of, settings.actions)
+                                     choice.hour[rows].astype(float), as_of if np.ndim(as_of) == 0 else as_of[rows],
+                                     settings.actions)
         cost = np.array([settings.actions[name].cost.get(c, 0.0) for c in CHANNELS])[ch]
         closed, bad = np.isneginf(v), np.isnan(v)
         violations += int(closed.sum())
