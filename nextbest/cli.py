@@ -410,6 +410,30 @@ def simulate_loop(
     console.print(f"written {paths['md']}, {paths['png']}")
 
 
+@app.command("check-estimator")
+def check_estimator(
+    repetitions: int = typer.Option(20, "--repetitions", min=1, help="Independent futures of the world, each "
+                                                                      "logging its own decisions"),
+    customers: int = typer.Option(6000, "--customers", min=200, help="Customers in the simulated world"),
+    legacy_days: int = typer.Option(150, "--legacy-days", min=60, help="Days of the legacy calendar before day 0"),
+    log_days: int = typer.Option(14, "--log-days", min=1, help="Days of logged decisions per repetition"),
+    exploration: float = typer.Option(0.2, "--exploration", min=0.01, max=1.0,
+                                      help="Share of the logged decisions drawn at random among the eligible options"),
+    out: Optional[Path] = typer.Option(None, "--out", help="Folder of estimator.{md,json} (default: docs/)"),
+    config_dir: Optional[Path] = ConfigDir,
+):
+    """Is the off-policy estimate right? On logs of a simulated world, each candidate's doubly robust estimate
+    (evaluate --logged) beside its true value: error and interval coverage over the repetitions."""
+    from analysis.loop.estimator import check_estimator as run, markdown, write
+
+    s = settings_or_exit(config_dir)
+    doc = run(s, repetitions=repetitions, customers=customers, legacy_days=legacy_days, log_days=log_days,
+              exploration=exploration, progress=lambda m: console.print(f"[dim]{m}[/dim]"))
+    paths = write(doc, out or s.root / "docs")
+    console.print(markdown(doc).split("\n\n", 2)[2])
+    console.print(f"written {paths['md']}")
+
+
 def _evaluate_logged(s, directory: Path) -> None:
     import json
 

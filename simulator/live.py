@@ -57,9 +57,12 @@ class LiveWorld:
         self.today += 1
         self.sim.day(self.today)
 
-    def fork(self, calendar: bool = False) -> "LiveWorld":
-        """An independent copy living the same future; with `calendar` the legacy calendar goes on in it."""
+    def fork(self, calendar: bool = False, seed: int | None = None) -> "LiveWorld":
+        """An independent copy living the same future (another future with `seed`: its random stream reseeded);
+        with `calendar` the legacy calendar goes on in it."""
         other = copy.deepcopy(self)
+        if seed is not None:
+            other.sim.rng = np.random.default_rng(seed)
         if calendar:
             other.sim.legacy_until = other.sim.E
             other.sim.calendar(other.today)

@@ -232,8 +232,9 @@ def open_window(settings: Settings, directory: Path | str, scorer=None, progress
 
 
 def evaluate_logged(settings: Settings, directory: Path | str, scorer=None, n_boot: int = 500,
-                    progress=None) -> dict:
-    """Every candidate's estimated value on the log of `directory` (see the module docstring)."""
+                    progress=None, keep: bool = False) -> dict:
+    """Every candidate's estimated value on the log of `directory` (see the module docstring); with `keep`, also
+    the logged decisions (``frame``) and each candidate's ``choices`` on them."""
     from serving.policy.inputs import _Columns
     from serving.policy import DecisionInputs
     from simulator.world import LEGACY_WEIGHTS
@@ -256,7 +257,8 @@ def evaluate_logged(settings: Settings, directory: Path | str, scorer=None, n_bo
     for name in CANDIDATES:
         r = estimate(**w.terms(choices[name]), n_boot=n_boot, seed=settings.training.seed)
         policies[name] = {"label": LABELS[name], **r.as_dict(), "send_rate": float(choices[name].sends.mean())}
-    return {
+    extra = {"frame": frame, "choices": choices} if keep else {}
+    return extra | {
         "logged": str(directory), "decisions": n, "controls": int(w.log.nothing.sum()),
         "from": str(frame["assigned_at"].min()), "to": str(frame["assigned_at"].max()),
         "data_end": str(w.data_end),

@@ -45,12 +45,15 @@ class Today:
     timezones: list[str]
 
 
-def features_today(settings: Settings, world: LiveWorld, names: list[str]) -> Today | None:
-    """The feature vectors of today's triggered customers, as the online store would hold them this morning."""
+def features_today(settings: Settings, world: LiveWorld, names: list[str], skip: np.ndarray | None = None) -> Today | None:
+    """The feature vectors of today's triggered customers (but those in `skip`), as the online store would hold
+    them this morning."""
     from features.context import compute_context
     from features.pipeline import snapshot_at
 
     who = world.triggered() & ~world.pending()
+    if skip is not None:
+        who &= ~skip
     if not who.any():
         return None
     views = snapshot_at(world.customers(who), world.events(who), world.now, settings)
