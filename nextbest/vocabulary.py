@@ -10,6 +10,7 @@ from __future__ import annotations
 
 # --- customers and channels ----------------------------------------------------
 CHANNELS: tuple[str, ...] = ("email", "sms", "push", "in_app", "print")
+CHANNEL_INDEX: dict[str, int] = {c: i for i, c in enumerate(CHANNELS)}  # channel -> its position in CHANNELS
 # lifecycle stage; the stage code stored in the features is the index here
 STAGES: tuple[str, ...] = ("registered", "activating", "active", "at_risk", "lapsed")
 # monthly RFM segment; the segment code stored in the features is the index here

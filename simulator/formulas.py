@@ -5,6 +5,9 @@ from __future__ import annotations
 import numpy as np
 
 HABIT_DROPOUT_MULTIPLIER = 0.4  # dropout hazard after a second purchase inside the activation window
+# per channel, in vocabulary.CHANNELS order
+P_DELIVER = np.array([0.96, 0.97, 0.93, 1.0, 0.98])  # delivery rate
+SEEN_MULT = np.array([4.0, 5.0, 3.0, 2.5, 3.0])  # messages seen (read) per click
 
 
 def p_first_purchase(lam0, tau, age, horizon):

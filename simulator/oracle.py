@@ -17,10 +17,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from nextbest.vocabulary import CHANNELS, NO_ACTION
+from nextbest.vocabulary import CHANNEL_INDEX as CH, CHANNELS, NO_ACTION
 from simulator import effects as FX
 from simulator.formulas import (
     HABIT_DROPOUT_MULTIPLIER,
+    P_DELIVER,
+    SEEN_MULT,
     hour_distribution,
     hour_factor,
     p_first_purchase,
@@ -32,10 +34,7 @@ from simulator.formulas import (
     purchases_never_bought,
 )
 
-P_DELIVER = np.array([0.96, 0.97, 0.93, 1.0, 0.98])  # the world's delivery rates (simulator/world.py)
-SEEN_MULT = np.array([4.0, 5.0, 3.0, 2.5, 3.0])  # messages seen per click (simulator/world.py)
 
-CH = {c: i for i, c in enumerate(CHANNELS)}
 
 
 def _days(values) -> np.ndarray:

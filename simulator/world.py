@@ -56,9 +56,9 @@ import numpy as np
 import pandas as pd
 
 from nextbest.contract import write_world
-from nextbest.vocabulary import CHANNELS, EVENT_TYPES, NO_ACTION, STAGES
+from nextbest.vocabulary import CHANNEL_INDEX as CH, CHANNELS, EVENT_TYPES, NO_ACTION, STAGES
 from simulator import effects as FX
-from simulator.formulas import HABIT_DROPOUT_MULTIPLIER, hour_factor
+from simulator.formulas import HABIT_DROPOUT_MULTIPLIER, P_DELIVER, SEEN_MULT, hour_factor
 from simulator.oracle import Oracle
 
 # --- world constants ----------------------------------------------------------
@@ -85,15 +85,12 @@ TIMEZONES = (
 )
 TIMEZONE_P = (0.45, 0.12, 0.12, 0.10, 0.06, 0.06, 0.04, 0.05)
 
-CH = {c: i for i, c in enumerate(CHANNELS)}
 EMAIL, SMS, PUSH, IN_APP, PRINT = (CH[c] for c in ("email", "sms", "push", "in_app", "print"))
 ST = {s: i for i, s in enumerate(STAGES)}
 ET = {e: i for i, e in enumerate(EVENT_TYPES)}
 
 # channel mechanics (indexed by channel code)
 PEAK_CLICK = np.array([0.085, 0.10, 0.075, 0.065, 0.045])  # median peak click probability
-P_DELIVER = np.array([0.96, 0.97, 0.93, 1.0, 0.98])
-SEEN_MULT = np.array([4.0, 5.0, 3.0, 2.5, 3.0])  # messages seen (read) per click
 HAS_OPENS = np.array([True, False, True, True, False])  # whether a seen message is tracked as opened
 P_UNSUB = np.array([0.0025, 0.003, 0.0015, 0.0, 0.001])  # per delivered message
 DELIVERY_DAYS = np.array([2 / 1440, 0.5 / 1440, 0.5 / 1440, 0.0, 2.0])

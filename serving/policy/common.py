@@ -36,4 +36,3 @@ DEFAULT_SEND_HOUR = 10  # local time, when nothing is known about the customer's
 _NS_HOUR = 3_600_000_000_000
 _NS_DAY = 24 * _NS_HOUR
 _C = len(CHANNELS)
-_CH = {c: i for i, c in enumerate(CHANNELS)}

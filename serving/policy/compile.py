@@ -8,8 +8,8 @@ from typing import Mapping
 import numpy as np
 
 from nextbest.settings import Settings
-from nextbest.vocabulary import CHANNELS, DAY_PARTS, DRIVERS, STAGES, TRIGGERS, WEATHER
-from serving.policy.common import _C, _CH, DEFAULT_SEND_HOUR, FALLBACKS
+from nextbest.vocabulary import CHANNEL_INDEX as _CH, CHANNELS, DAY_PARTS, DRIVERS, STAGES, TRIGGERS, WEATHER
+from serving.policy.common import _C, DEFAULT_SEND_HOUR, FALLBACKS
 
 
 @dataclass(frozen=True, eq=False)
