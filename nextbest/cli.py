@@ -170,7 +170,7 @@ def train(
 
 @app.command()
 def tune(
-    model: str = typer.Option(..., "--model", help="activation | churn | channel | send_time"),
+    model: str = typer.Option(..., "--model", help="activation | churn | channel | send_time | effect"),
     trials: int = typer.Option(20, "--trials", min=1),
     config_dir: Optional[Path] = ConfigDir,
 ):
@@ -183,7 +183,7 @@ def tune(
 
 @app.command()
 def promote(
-    model: str = typer.Option(..., "--model", help="activation | churn | channel | send_time"),
+    model: str = typer.Option(..., "--model", help="activation | churn | channel | send_time | effect"),
     version: Optional[int] = typer.Option(None, help="Version to promote (default: @challenger)"),
     force: bool = typer.Option(False, help="Promote even if it does not beat the champion"),
     config_dir: Optional[Path] = ConfigDir,

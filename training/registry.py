@@ -12,7 +12,7 @@ import numpy as np
 
 from nextbest.model_contract import Head, connect, load_version, model_name
 from nextbest.settings import Settings
-from nextbest.vocabulary import CHAMPION, CHALLENGER, MODELS
+from nextbest.vocabulary import CHAMPION, CHALLENGER, EFFECT_MODEL, MODELS
 from nextbest.vocabulary import HEAD_METRIC as PRIMARY_METRIC
 from training.models import metrics
 
@@ -75,6 +75,8 @@ def promote(settings: Settings, head: str, version: int | None = None, force: bo
     """CLI promotion: re-evaluate challenger and champion on the challenger's held-out window."""
     from training.datasets import build_dataset, load_sources
 
+    if head not in MODELS:
+        return PromotionResult(False, f"unknown model {head!r}; choose from {', '.join(MODELS)}")
     client = connect(settings)
     name = model_name(settings, head)
     ref = str(version) if version is not None else CHALLENGER
@@ -82,8 +84,18 @@ def promote(settings: Settings, head: str, version: int | None = None, force: bo
         cand = load_version(settings, head, ref)
     except Exception as e:
         return PromotionResult(False, f"{name}: no version {ref!r} to promote ({str(e).splitlines()[0][:160]})")
-    ds = build_dataset(settings, head, load_sources(settings))
-    result = gate(settings, head, cand.version, cand.head, lambda m: score_on(head, m, ds), force=force)
+    src = load_sources(settings)
+    if head == EFFECT_MODEL:  # Qini on the newest window of the randomised assignments
+        from nextbest.model_contract import load_champions
+        from training.effects import build_effect_data, uplift_report
+
+        heads, _ = load_champions(settings)
+        data = build_effect_data(settings, src, {h: m.head for h, m in heads.items()}, src.assignments)
+        score = lambda m: uplift_report(settings, data, m)["qini"]  # noqa: E731
+    else:
+        ds = build_dataset(settings, head, src)
+        score = lambda m: score_on(head, m, ds)  # noqa: E731
+    result = gate(settings, head, cand.version, cand.head, score, force=force)
     if result.promoted:
         client.set_model_version_tag(name, cand.version, "promoted_by", "forced" if force else "gate")
     return result

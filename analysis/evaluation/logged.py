@@ -234,7 +234,8 @@ def open_window(settings: Settings, directory: Path | str, scorer=None, progress
 def evaluate_logged(settings: Settings, directory: Path | str, scorer=None, n_boot: int = 500,
                     progress=None, keep: bool = False) -> dict:
     """Every candidate's estimated value on the log of `directory` (see the module docstring); with `keep`, also
-    the logged decisions (``frame``) and each candidate's ``choices`` on them."""
+    the logged decisions (``frame``), each candidate's ``choices`` on them and the champion's send ``hours`` (the
+    estimates judge actions and channels; a send goes out at the logging policy's hour)."""
     from serving.policy.inputs import _Columns
     from serving.policy import DecisionInputs
     from simulator.world import LEGACY_WEIGHTS
@@ -257,7 +258,7 @@ def evaluate_logged(settings: Settings, directory: Path | str, scorer=None, n_bo
     for name in CANDIDATES:
         r = estimate(**w.terms(choices[name]), n_boot=n_boot, seed=settings.training.seed)
         policies[name] = {"label": LABELS[name], **r.as_dict(), "send_rate": float(choices[name].sends.mean())}
-    extra = {"frame": frame, "choices": choices} if keep else {}
+    extra = {"frame": frame, "choices": choices, "hours": w.champion.best_hours[:, 0]} if keep else {}
     return extra | {
         "logged": str(directory), "decisions": n, "controls": int(w.log.nothing.sum()),
         "from": str(frame["assigned_at"].min()), "to": str(frame["assigned_at"].max()),

@@ -11,7 +11,9 @@ candidate's doubly robust estimate (``nextbest evaluate --logged``) beside its t
    rebuilt, and every candidate of ``evaluate --logged`` (champion, response-ranked, calendar, no action)
    estimated on it with its bootstrap 95% interval.
 4. The truth: the world's true increment of each candidate's choice at each logged decision
-   (``Oracle.incremental_value``, net of cost), averaged like the estimate.
+   (``Oracle.incremental_value``, net of cost), averaged like the estimate. The estimators judge a candidate's
+   action and channel; its message goes out at the hour the logging policy sends (the champion's), so the truth
+   values every candidate's option at that hour.
 
 Reported per candidate over the repetitions: the relative error of the mean estimate, the mean absolute error,
 and how often the interval covers the truth.
@@ -99,7 +101,7 @@ def check_estimator(settings: Settings, repetitions: int = 20, customers: int = 
         run = {"repetition": rep, "decisions": doc["decisions"], "controls": doc["controls"]}
         for name in CHECKED:
             choice = doc["choices"][name]
-            hour = choice.hour.astype(float)
+            hour = np.asarray(doc["hours"], float)  # what the estimate measures: the option at the log's hour
             truth = true_value(oracle, ids, type(choice)(choice.action, choice.channel, hour),
                                pd.DatetimeIndex(frame["assigned_at"]), s, list(s.actions)).value
             est = doc["policies"][name]["dr"]

@@ -92,6 +92,17 @@ def test_worse_challenger_stays_challenger_and_forced_promotion_says_what_it_rep
     assert back.promoted and str(client.get_model_version_by_alias(name, CHAMPION).version) == before
 
 
+def test_the_effect_model_is_judged_on_its_qini_and_an_unknown_model_is_named(installation, client):
+    name = model_name(installation, "effect")
+    champion = str(client.get_model_version_by_alias(name, CHAMPION).version)
+    again = promote(installation, "effect", version=int(champion))
+    assert not again.promoted and again.message == f"{name} v{champion} is already the champion"
+    assert again.challenger_score is not None and np.isfinite(again.challenger_score)  # its Qini, re-measured
+    unknown = promote(installation, "sentiment")
+    assert not unknown.promoted and unknown.message.startswith("unknown model 'sentiment'")
+    assert "effect" in unknown.message
+
+
 def test_a_held_challenger_waits_for_the_policy_gate_which_refuses_a_crippled_model(installation, client,
                                                                                     monkeypatch):
     """`nextbest train --logged DIR`: new versions stay @challenger whatever their held-out metric, and the
