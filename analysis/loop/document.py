@@ -97,7 +97,9 @@ before and everyone on their weekly review day; each policy decided, the world s
 next morning's features saw what happened. The decision policy's hand-set lifts are rotated between actions,
 so what nextbest gets right it learned. The learning arm retrained the effect model every
 {doc['retrain_every']} days on its own logs (its decisions as assignments with their propensities, control
-group and exploration included) through the gate: {promoted} of {len(doc['retrains'])} retrains promoted.
+group and exploration included), held it @challenger and let the policy gate judge it on the logged
+decisions (its doubly robust value against the champion's, weighted by the logged propensities): {promoted} of
+{len(doc['retrains'])} retrains promoted.
 
 Value is the world's true incremental value of each message at its send time against sending nothing, net of
 cost and incentive (`Oracle.incremental_value`), summed per day. The oracle policy decides with the same rules

@@ -11,7 +11,10 @@
    unsubscriptions); what happened is in the next morning's features.
 4. Every ``retrain_every`` days the learning arm's tables (its own decisions as randomised assignments with
    their propensities, and what followed) are exported, the features rebuilt and the effect model retrained
-   through the gate; a promoted version decides from the next day.
+   and held @challenger; the policy gate (``nextbest gate --logged``) promotes it only if its doubly robust
+   value on the logged decisions beats the champion's, and a promoted version decides from the next day. (The
+   Qini gate of ``nextbest train`` compares treated rows with controls without their propensities: on the
+   product's own logs, where the policy chose who got what, it misjudges.)
 5. Each day's assignments are valued with the world's truth (``Oracle.incremental_value`` at each message's
    send time, net of cost); messages, unsubscriptions, activations of never-buyers and lapses are counted from
    each arm's own events.
@@ -50,7 +53,10 @@ def _day0_models(settings: Settings, world, step) -> dict:
 
 
 def _retrain(settings: Settings, world, step) -> dict:
-    """The learning arm's weekly retrain: its tables exported, features rebuilt, the effect model through the gate."""
+    """The learning arm's weekly retrain: its tables exported, features rebuilt, the effect model retrained and
+    held @challenger, then judged by the policy gate on the logged decisions (the legacy campaigns' and the loop's
+    own, with their propensities): champion only if its doubly robust value beats the champion's."""
+    from analysis.gate import policy_gate
     from features import pipeline
     from simulator.world import save_world
     from training.train import train_all
@@ -58,9 +64,14 @@ def _retrain(settings: Settings, world, step) -> dict:
     step(f"{world.now:%Y-%m-%d}: retraining the effect model on the loop's own logs")
     save_world(world.world(), settings.world_dir)
     pipeline.build(settings)
-    (r,) = train_all(settings, heads=["effect"])
-    return {"day": str(world.now.date()), "status": r.status, "version": r.version, "promoted": bool(r.promoted),
-            "message": r.message, "qini": (r.metrics or {}).get("qini")}
+    (r,) = train_all(settings, heads=["effect"], hold=True)
+    out = {"day": str(world.now.date()), "status": r.status, "version": r.version, "promoted": False,
+           "message": r.message, "qini": (r.metrics or {}).get("qini")}
+    if r.status == "trained" and r.version:
+        g = policy_gate(settings, settings.world_dir, n_boot=200)
+        out.update(promoted=bool(g["promoted"]), message=g["reason"], dr_difference=g["difference"],
+                   dr_low=g["low"], dr_high=g["high"])
+    return out
 
 
 def _value_rows(settings: Settings, world, rows: tuple, since: pd.Timestamp) -> tuple[float, int, int]:

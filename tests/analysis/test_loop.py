@@ -66,7 +66,10 @@ def test_the_learning_arm_retrains_on_its_own_logged_decisions(loop):
     s, root, doc = loop
     assert [r["day"] for r in doc["retrains"]] == [str((pd.Timestamp(doc["day0"]) + pd.Timedelta(days=RETRAIN_EVERY))
                                                        .date())]
-    assert doc["retrains"][0]["status"] == "trained" and doc["retrains"][0]["version"] == "2"
+    r = doc["retrains"][0]
+    assert r["status"] == "trained" and r["version"] == "2"
+    # judged by the policy gate on the logged decisions: its verdict carries the doubly robust difference
+    assert "doubly robust value per logged decision" in r["message"] and r["dr_low"] <= r["dr_difference"]
     # the exported tables hold the learning arm's decisions with their propensities, controls included
     a = pd.read_parquet(root / "loop" / "data" / "world" / "assignments.parquet")
     own = a[a["campaign_id"].astype(str).str.startswith("learning-")]
