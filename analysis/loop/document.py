@@ -48,6 +48,9 @@ def plot(doc: dict, path: Path) -> None:
         if k is not None:
             axes[0].axvline(k, color=COLORS["learning"], lw=0.8, ls="-" if r["promoted"] else ":", alpha=0.7)
     axes[0].axhline(0, color="black", lw=0.6)
+    settled = np.concatenate([_rolling(doc["arms"][a]["value"])[6:] for a in ARMS])  # past the first week's spikes
+    if settled.size:
+        axes[0].set_ylim(min(0.0, float(settled.min()) * 1.15), max(float(settled.max()) * 1.15, 1.0))
     axes[0].legend(fontsize=8, ncol=3, loc="upper left")
     axes[-1].set_xlabel("day of the loop (vertical lines: effect-model retrains; solid = promoted)")
     fig.suptitle(f"The learning loop over {doc['days']} simulated days ({doc['customers']:,} customers, "
