@@ -168,7 +168,8 @@ the journey engine triggered (control group on, {doc['exploration']:.0%} of the 
 the eligible options, every propensity logged), then nothing more was sent for {doc['tail_days']} days while the
 outcomes' horizons ran out. Each candidate of `nextbest evaluate --logged` was estimated on that log with the
 doubly robust estimator and its bootstrap 95% interval, and valued with the world's truth on the same logged
-decisions (`Oracle.incremental_value` of its choice, net of cost).
+decisions (`Oracle.incremental_value` of its choice, net of cost, at the logging policy's send hour: the
+estimators judge actions and channels).
 
 {table}
 
