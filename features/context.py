@@ -219,6 +219,20 @@ def compute_context(
     return out
 
 
+def with_context(names: list[str], customer_names: list[str], Xc: np.ndarray, timezones, at) -> np.ndarray:
+    """The feature service's vector (`names` order): the stored customer features `Xc` (columns
+    `customer_names`) and the context of a trigger at `at` (a tz-aware timestamp; no event, channel or
+    location)."""
+    X = np.empty((len(Xc), len(names)), np.float32)
+    pos = {n: j for j, n in enumerate(names)}
+    X[:, [pos[n] for n in customer_names]] = Xc
+    ctx = compute_context(np.full(len(Xc), at.value).astype("datetime64[ns]"), timezones)
+    for name, values in ctx.items():
+        if name in pos:
+            X[:, pos[name]] = values
+    return X
+
+
 def context_from_inputs(inputs: dict[str, Iterable]) -> dict[str, list]:
     """Adapter for the Feast python-mode on-demand view: dict of lists in, dict of lists out."""
     ts = inputs.get("trigger_timestamp")

@@ -49,7 +49,7 @@ def _ids(settings: Settings, ids: Path | None) -> np.ndarray:
 
 def _latest(settings: Settings, names: list[str], customer_ids: np.ndarray | None):
     """Each customer's newest snapshot (the online store's content) as (ids, X, found, timezones, time)."""
-    from features.context import compute_context
+    from features.context import with_context
     from features.store import latest_snapshot
 
     cust_names = [n for n in names if not n.startswith("ctx_")]
@@ -62,13 +62,7 @@ def _latest(settings: Settings, names: list[str], customer_ids: np.ndarray | Non
         Xc = np.where(found[:, None], Xc[np.maximum(where, 0)], np.nan).astype(np.float32)
         tz = np.where(found, tz[np.maximum(where, 0)], "UTC")
         ids = customer_ids
-    X = np.empty((len(ids), len(names)), np.float32)
-    pos = {n: j for j, n in enumerate(names)}
-    X[:, [pos[n] for n in cust_names]] = Xc
-    ctx = compute_context(np.full(len(ids), t.value).astype("datetime64[ns]"), tz)
-    for name, values in ctx.items():
-        if name in pos:
-            X[:, pos[name]] = values
+    X = with_context(names, cust_names, Xc, tz, t)
     return np.asarray(ids, dtype=object), X, found, list(tz), t
 
 

@@ -99,10 +99,19 @@ class LiveWorld:
         ev = self.sim.events(self.ids, keep=True, types=types, who=who)
         return ev[ev["event_timestamp"] < self.now].reset_index(drop=True)
 
-    def targets(self, since: pd.Timestamp | None = None) -> pd.DataFrame:
+    def targets(self) -> pd.DataFrame:
         """Every assignment so far (the legacy campaigns' and those handed in), controls included."""
-        t = self.sim.targets(self.ids, keep=True)
-        return t if since is None else t[t["planned_at"] >= since].reset_index(drop=True)
+        return self.sim.targets(self.ids, keep=True)
+
+    def mark(self) -> int:
+        """A bookmark in the assignments: :meth:`assignments_since` returns those made after it."""
+        return len(self.sim._targets)
+
+    def assignments_since(self, mark: int) -> tuple | None:
+        """The raw assignment rows made after `mark` (customer row, campaign, channel, action, stage, planned time
+        in days, control, propensity), None when there are none."""
+        parts = self.sim._targets[mark:]
+        return tuple(np.concatenate(p) for p in zip(*parts)) if parts else None
 
     def world(self) -> World:
         """The world as a CRM export of now would show it: the contract's tables up to now, plus the truth."""

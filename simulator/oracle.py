@@ -35,8 +35,6 @@ from simulator.formulas import (
 )
 
 
-
-
 def _days(values) -> np.ndarray:
     """Timestamps (scalar, array, Series) as float days since the Unix epoch; NaT -> NaN."""
     if isinstance(values, (pd.Timestamp, datetime, str, np.datetime64)):

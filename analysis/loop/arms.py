@@ -48,7 +48,8 @@ class Today:
 def features_today(settings: Settings, world: LiveWorld, names: list[str], skip: np.ndarray | None = None) -> Today | None:
     """The feature vectors of today's triggered customers (but those in `skip`), as the online store would hold
     them this morning."""
-    from features.context import compute_context
+    from features.context import with_context
+    from features.names import CONTEXT
     from features.pipeline import snapshot_at
 
     who = world.triggered() & ~world.pending()
@@ -66,9 +67,8 @@ def features_today(settings: Settings, world: LiveWorld, names: list[str], skip:
                 columns[c] = frame[c].to_numpy(np.float32)
     ids = first["customer_id"].to_numpy(dtype=object)
     tz = first["timezone"].astype(str).tolist()
-    ctx = compute_context(np.full(len(ids), world.now.value).astype("datetime64[ns]"), tz)
-    columns.update(ctx)
-    X = np.column_stack([columns[n] for n in names]).astype(np.float32)
+    stored = [n for n in names if n not in CONTEXT]
+    X = with_context(names, stored, np.column_stack([columns[n] for n in stored]), tz, world.now)
     rows = world.ids.get_indexer(ids).astype(np.int64)
     return Today(rows, ids, X, np.ones(len(ids), bool), tz)
 

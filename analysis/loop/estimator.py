@@ -22,6 +22,7 @@ and how often the interval covers the truth.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from datetime import date
 from pathlib import Path
@@ -42,8 +43,6 @@ def _log_once(s: Settings, base, names: list[str], scorer, policy, rep: int, log
     from features import pipeline
     from nextbest.contract import write_world
     from simulator.world import assignments_of, save_world
-
-    import dataclasses
 
     index = {n: i for i, n in enumerate(names)}
     policy = dataclasses.replace(policy, experiment=f"{policy.experiment}:rep{rep}")  # its own control group
@@ -73,7 +72,7 @@ def check_estimator(settings: Settings, repetitions: int = 20, customers: int = 
     from analysis.evaluation.logged import evaluate_logged
     from analysis.evaluation.value import true_value
     from analysis.evaluation.worlds import world_settings
-    from analysis.loop.run import _day0_models
+    from analysis.loop.run import day0_models
     from features.store import feature_names
     from serving.policy import compile_policy
     from serving.scoring import Scorer
@@ -90,7 +89,7 @@ def check_estimator(settings: Settings, repetitions: int = 20, customers: int = 
     tail = int(max(a.objective.horizon_days for a in s.actions.values())) + 1
     step(f"simulating {customers:,} customers: {legacy_days} days of the legacy calendar before day 0")
     base = LiveWorld(s, customers, legacy_days, log_days + tail, seed, start or settings.world.start_date)
-    _day0_models(s, base, step)
+    day0_models(s, base, step)
     names = feature_names(s)
     scorer = Scorer.from_registry(s, names, compile="no")
     policy = compile_policy(s)
@@ -106,7 +105,7 @@ def check_estimator(settings: Settings, repetitions: int = 20, customers: int = 
         for name in CHECKED:
             choice = doc["choices"][name]
             hour = np.asarray(doc["hours"], float)  # what the estimate measures: the option at the log's hour
-            truth = true_value(oracle, ids, type(choice)(choice.action, choice.channel, hour),
+            truth = true_value(oracle, ids, dataclasses.replace(choice, hour=hour),
                                pd.DatetimeIndex(frame["assigned_at"]), s, list(s.actions)).value
             est = doc["policies"][name]["dr"]
             run[name] = {"truth": float(truth.mean()), "dr": est["value"], "low": est["low"], "high": est["high"],

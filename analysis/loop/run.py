@@ -37,7 +37,7 @@ from nextbest.vocabulary import CHANNELS
 LEGACY_DAYS = 365
 
 
-def _day0_models(settings: Settings, world, step) -> dict:
+def day0_models(settings: Settings, world, step) -> dict:
     """Export the world as it stands, build and register its features, train every model."""
     from features import pipeline, store
     from simulator.world import save_world
@@ -95,11 +95,6 @@ def _value_rows(settings: Settings, world, rows: tuple, since: pd.Timestamp) -> 
     return float(v.value.sum()), int(send.sum()), v.consent_violations
 
 
-def _new_rows(world, mark: int) -> tuple | None:
-    parts = world.sim._targets[mark:]
-    return tuple(np.concatenate(p) for p in zip(*parts)) if parts else None
-
-
 def _outcomes(world, start: pd.Timestamp, never_bought: np.ndarray, days: pd.DatetimeIndex) -> dict:
     """Per-day counts from one arm's own events and lives since `start`."""
     ev = world.events(types=("message_sent", "unsubscribed", "purchase"))
@@ -141,7 +136,7 @@ def simulate_loop(settings: Settings, days: int = 90, customers: int = 10_000, l
     step(f"simulating {customers:,} customers: {legacy_days} days of the legacy calendar before day 0")
     base = LiveWorld(s, customers, legacy_days, days, seed, start)
     day0 = base.now
-    models = _day0_models(s, base, step)
+    models = day0_models(s, base, step)
     names = feature_names(s)
     index = {n: i for i, n in enumerate(names)}
     frozen = Scorer.from_registry(s, names, compile="no")
@@ -149,7 +144,7 @@ def simulate_loop(settings: Settings, days: int = 90, customers: int = 10_000, l
     policy = compile_policy(wrong_lifts(s))
     never_bought = base.registered() & (base.sim.n_purch == 0)
     worlds = {a: base.fork(calendar=(a == "calendar")) for a in ARMS}
-    marks = {a: len(base.sim._targets) for a in ARMS}  # each arm's assignments so far (valued: those after)
+    marks = {a: base.mark() for a in ARMS}  # each arm's assignments so far (valued: those after)
     del base
     dates = pd.date_range(day0, periods=days, freq="D")
     value = {a: np.zeros(days) for a in ARMS}
@@ -170,12 +165,12 @@ def simulate_loop(settings: Settings, days: int = 90, customers: int = 10_000, l
         for arm, w in worlds.items():
             since = w.now
             w.next_day()
-            rows = _new_rows(w, marks[arm])
+            rows = w.assignments_since(marks[arm])
             if rows is not None:
                 v, n, bad = _value_rows(s, w, rows, since)
                 value[arm][d], sends[arm][d] = v, n
                 violations[arm] += bad
-            marks[arm] = len(w.sim._targets)
+            marks[arm] = w.mark()
         if (d + 1) % retrain_every == 0 and d + 1 < days:
             r = _retrain(s, worlds["learning"], step)
             retrains.append(r)
