@@ -40,7 +40,7 @@ from nextbest.settings import Settings
 from nextbest.vocabulary import CHALLENGER, CHAMPION, CHANNELS, NO_ACTION
 from serving import errors
 from serving.history import ContactHistory, HistoryUnavailable, contract_events
-from serving.policy import DecisionInputs, compile_policy, decide, decision_ids
+from serving.policy import DecisionInputs, compile_policy, decide, decision_ids, needs_scores
 from serving.pressure import (
     SENT,
     Limits,
@@ -71,17 +71,18 @@ _MS = 1_000
 
 def decide_arrays(policy, scorer: Scorer, feature_index: dict, ids, X: np.ndarray, found: np.ndarray,
                   timezones, now, **context):
-    """Scores from the champions, then the policy: the one path shared by the service and batch scoring."""
-    scores = scorer.score(X, np.asarray(policy.allowed_hours, bool)) if found.any() else None
-    inputs = DecisionInputs(
-        customer_ids=ids, X=X, feature_index=feature_index, found=found, timezones=timezones, now=now,
-        p_activation=None if scores is None else scores.p_activation,
-        p_churn=None if scores is None else scores.p_churn,
-        p_response=None if scores is None else scores.p_response,
-        hour_dist=None if scores is None else scores.hour_dist,
-        effects=scorer.increments(X),
-        **context,
-    )
+    """Scores from the champions, then the policy: the one path shared by the service and batch scoring.
+
+    Only the customers with an option left are scored (``needs_scores``): on a typical day most of a base has
+    no consented open channel or no eligible action, and their trees are never evaluated."""
+    inputs = DecisionInputs(customer_ids=ids, X=X, feature_index=feature_index, found=found, timezones=timezones,
+                            now=now, effects=scorer.increments(X), **context)
+    rows = np.flatnonzero(needs_scores(inputs, policy))
+    if len(rows):
+        scores = scorer.score(inputs.X if len(rows) == inputs.n else inputs.X[rows], np.asarray(policy.allowed_hours, bool))
+        inputs.set_scores(rows, scores.p_activation, scores.p_churn, scores.p_response, scores.hour_dist)
+    else:
+        inputs.set_scores(rows)
     return decide(inputs, policy, scorer.versions)
 
 

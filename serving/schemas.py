@@ -193,9 +193,11 @@ class Reason(BaseModel):
 
 
 class DecisionScores(BaseModel):
-    activation: float = Field(ge=0, le=1, description="P(activation) used by the decision")
-    churn: float = Field(ge=0, le=1, description="P(churn) used by the decision")
-    response: dict[Channel, float] = Field(description="P(click) per channel at the customer's best hour")
+    activation: float | None = Field(ge=0, le=1, description="P(activation) used by the decision; null when the "
+                                     "customer had no option left, so no model was asked")
+    churn: float | None = Field(ge=0, le=1, description="P(churn) used by the decision; null likewise")
+    response: dict[Channel, float | None] = Field(description="P(click) per channel at the customer's best hour; "
+                                                             "null likewise")
     best_hours: list[int] = Field(description="best local send hours (outside quiet hours), best first")
 
 

@@ -48,6 +48,7 @@ def decide(
     n = inputs.n
     col = _Columns(inputs, pol)
     found = inputs.found
+    unscored = np.zeros(n, bool) if inputs.scored is None else found & ~inputs.scored
     fb = np.zeros((n, len(FALLBACKS)), bool)
     R = pol.reason_index
     reasons = np.zeros((n, len(pol.reason_codes)), bool)
@@ -141,6 +142,13 @@ def decide(
         send_utc[rows] = utc.view("datetime64[ns]")
         send_iso[rows] = iso_with_offset(utc, offset)
 
+    # customers without any option were not scored: no model fell short for them, and no score is reported
+    if unscored.any():
+        for name in ("activation_model", "churn_model", "response_model", "send_time_model"):
+            fb[unscored, F[name]] = False
+        p_act, p_churn, p_resp = p_act.copy(), p_churn.copy(), p_resp.copy()
+        p_act[unscored], p_churn[unscored], p_resp[unscored] = np.nan, np.nan, np.nan
+
     # fallback reasons
     for k, name in enumerate(FALLBACKS):
         reasons[:, R[f"fallback:{name}"]] = fb[:, k]
@@ -172,6 +180,20 @@ def decide(
         decision_id=ids,
         model_versions=dict(model_versions or {}),
     )
+
+
+def needs_scores(inputs: DecisionInputs, policy: CompiledPolicy) -> np.ndarray:
+    """[n] bool: the customers whose decision the models' scores can change - known, with at least one
+    (action, channel) the rules leave open whatever the scores say (the churn requirement, the one rule that
+    reads a score, counted as met). Everyone else gets ``no_action`` from the rules alone (no consented open
+    channel, every eligible action cooling down or capped...), so no tree needs evaluating for them."""
+    n = inputs.n
+    col = _Columns(inputs, policy)
+    stage, _ = lifecycle_stage(col("stage_code"), inputs.found)
+    restrict, _ = _restriction_mask(inputs.restrict_actions, policy, n)
+    cand, _ = candidate_actions(policy, stage, col, np.full(n, np.inf, np.float32), restrict)
+    open_ = channel_mask(policy, col).open
+    return inputs.found & (cand[:, :, None] & policy.allowed[None, :, :] & open_[:, None, :]).any(axis=(1, 2))
 
 
 class _Subset:

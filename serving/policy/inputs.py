@@ -50,6 +50,9 @@ class DecisionInputs:
     # ``names.CONTEXT`` arrays as made by ``features.context.compute_context``; they fill the context
     # fields left None above (so do ctx_* columns of X when feature_index has them)
     context: Mapping[str, Sequence] | None = None
+    # rows the model scores above were computed for (None: every row); the others had no option left, so no
+    # model was asked and their scores stay NaN in the output without a fallback flag (``decide.needs_scores``)
+    scored: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         ids = np.asarray(self.customer_ids, dtype=object)
@@ -80,6 +83,22 @@ class DecisionInputs:
             )
         if self.request_id is not None and not isinstance(self.request_id, str):
             self.request_id = _object_array(self.request_id, n, "request_id")
+        if self.scored is not None:
+            self.scored = _bool_array(self.scored, n, "scored", default=True)
+
+    def set_scores(self, rows: np.ndarray, p_activation=None, p_churn=None, p_response=None, hour_dist=None) -> None:
+        """The model scores of the customers at positions ``rows`` only (the others' stay NaN, marked unscored)."""
+        n = self.n
+        for name, v, shape, clip in (("p_activation", p_activation, (n,), True), ("p_churn", p_churn, (n,), True),
+                                     ("p_response", p_response, (n, _C), True), ("hour_dist", hour_dist, (n, 24), False)):
+            if v is None:
+                setattr(self, name, None)
+                continue
+            full = np.full(shape, np.nan, np.float32)
+            full[rows] = v
+            setattr(self, name, _scores(full, shape, name, clip=clip))
+        self.scored = np.zeros(n, bool)
+        self.scored[rows] = True
 
     @property
     def n(self) -> int:

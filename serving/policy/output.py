@@ -57,9 +57,9 @@ class Decisions:
     send_at: np.ndarray  # object [n]: ISO-8601 with offset, None for no_action
     send_at_utc: np.ndarray  # datetime64[ns] [n], NaT for no_action
     stage_idx: np.ndarray  # int8 [n]
-    p_activation: np.ndarray  # float32 [n]
-    p_churn: np.ndarray  # float32 [n]
-    p_response: np.ndarray  # float32 [n, C] (before context boosts)
+    p_activation: np.ndarray  # float32 [n]; NaN for a customer who was not scored (no option left)
+    p_churn: np.ndarray  # float32 [n]; NaN likewise
+    p_response: np.ndarray  # float32 [n, C] (before context boosts); NaN likewise
     best_hours: np.ndarray  # int8 [n, 3]
     expected_value: np.ndarray  # float32 [n]: EV of `action` (0 for no_action)
     best_expected_value: np.ndarray  # float32 [n]: value of the best option (-inf if none)
@@ -115,8 +115,9 @@ class Decisions:
         pol = self.policy
         n = len(self)
 
-        def floats(a: np.ndarray) -> list:
-            return np.round(a.astype(np.float64), 6).tolist()
+        def floats(a: np.ndarray) -> list:  # NaN (a customer who was not scored) -> None
+            a = np.round(a.astype(np.float64), 6)
+            return np.where(np.isnan(a), None, a).tolist() if np.isnan(a).any() else a.tolist()
 
         action, channel, stage = self.action.tolist(), self.channel.tolist(), self.stage.tolist()
         h_action, h_channel = self.holdout_action.tolist(), self.holdout_channel.tolist()

@@ -95,3 +95,75 @@ def test_the_policy_decides_the_same_with_batched_increments(parts):
     np.testing.assert_array_equal(a.action_idx, b.action_idx)
     np.testing.assert_array_equal(a.channel_idx, b.channel_idx)
     np.testing.assert_allclose(a.expected_value, b.expected_value, rtol=1e-6)
+
+
+class RowScores:
+    """Scores computed row by row from the features (so a subset scores the same), recording what it was asked."""
+
+    versions: dict = {}
+
+    def __init__(self, index):
+        self.index, self.asked = index, []
+
+    def increments(self, X):
+        return None
+
+    def score(self, X, allowed_hours=None):
+        from serving.scoring import Scores
+
+        self.asked.append(len(X))
+        m = np.nan_to_num(X[:, self.index["monetary_365d"]], nan=0.0)
+        p = (m % 97) / 97
+        hours = np.tile(np.linspace(0.01, 0.1, 24, dtype=np.float32), (len(X), 1))
+        return Scores(p, 1 - p, np.repeat(p[:, None], len(CHANNELS), axis=1), hours)
+
+
+def test_only_customers_with_an_option_left_are_scored_and_decisions_do_not_change(parts):
+    from serving.engine import decide_arrays
+    from tests.serving.test_policy import customer as row_of
+
+    s, _, X, index = parts
+    pol = dataclasses.replace(compile_policy(s), exploration_share=0.2)
+    n = len(X)
+    X = X.copy()
+    rows = {"no consent": row_of("active", channels=()), "capped": row_of("active", channels=("sms",)),
+            "cooling": row_of("active", days_since_action_cross_sell=1, days_since_action_loyalty_reward=1,
+                              days_since_action_satisfaction_survey=1, days_since_action_anti_attrition_offer=1)}
+    rows["capped"]["sent_7d_sms"] = rows["capped"]["sent_30d_sms"] = 99
+    for i, r in enumerate(rows.values()):  # rows 0-2 have nothing open; row 3 is unknown
+        X[i, :] = np.nan
+        for k, v in r.items():
+            X[i, index[k]] = v
+    found = np.ones(n, bool)
+    found[3] = False
+    ids = np.array([f"c{i}" for i in range(n)], dtype=object)
+    now = datetime(2025, 6, 3, 7, 17, tzinfo=timezone.utc)
+    scorer = RowScores(index)
+    got = decide_arrays(pol, scorer, index, ids, X, found, ["Europe/Paris"] * n, now, request_id="r1")
+    assert scorer.asked == [n - 4]  # the four without an option were never scored
+
+    full = scorer.score(X)
+    want = decide(DecisionInputs(customer_ids=ids, X=X, feature_index=index, found=found,
+                                 timezones=["Europe/Paris"] * n, now=now, request_id="r1",
+                                 p_activation=full.p_activation, p_churn=full.p_churn, p_response=full.p_response,
+                                 hour_dist=full.hour_dist), pol)
+    assert (got.action_idx >= 0).sum() > 100 and got.exploration.any()
+    for name in ("action_idx", "channel_idx", "propensity", "exploration", "control_group", "n_options", "send_at"):
+        np.testing.assert_array_equal(getattr(got, name), getattr(want, name), err_msg=name)
+    np.testing.assert_allclose(got.expected_value, want.expected_value, rtol=1e-6)
+    np.testing.assert_array_equal(got.p_activation[4:], want.p_activation[4:])
+
+    records = got.to_records()
+    for i in range(3):
+        assert records[i]["action"] == "no_action" and records[i]["fallbacks"] == []
+        assert records[i]["scores"]["activation"] is None and records[i]["scores"]["churn"] is None
+        assert set(records[i]["scores"]["response"].values()) == {None}
+    codes = [[r["code"] for r in rec["reasons"]] for rec in records[:3]]
+    assert "no_consented_channel" in codes[0] and "cap_reached:sms" in codes[1] and "no_eligible_action" in codes[2]
+    assert records[5]["scores"]["activation"] == pytest.approx(float(want.p_activation[5]), abs=1e-6)
+    from serving.schemas import CustomerDecision
+
+    for rec in records[:6]:
+        CustomerDecision.model_validate(rec)  # the response schema says an unscored score is null
+    frame = got.to_frame()
+    assert frame["p_activation"].iloc[:3].isna().all() and frame["p_activation"].iloc[4:].notna().all()
