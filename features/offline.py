@@ -10,6 +10,9 @@ for everything else (materialization, pulls, saved datasets) and answers
   view's ttl when it has one), per join key;
 - every entity row is kept, in the caller's order; rows without a snapshot
   get nulls (the Dask store drops them and deduplicates (key, time) pairs);
+- a source folder (a Parquet dataset, as the feature pipeline writes one
+  part per customer chunk) is joined one part at a time, so memory holds one
+  part and the entity rows, never the whole history;
 - on-demand views run through Feast's own ``transform_arrow`` on just their
   input columns.
 
@@ -34,6 +37,8 @@ from feast.infra.offline_stores.offline_store import RetrievalJob, RetrievalMeta
 from feast.infra.offline_stores.offline_utils import DEFAULT_ENTITY_DF_EVENT_TIMESTAMP_COL
 from feast.on_demand_feature_view import OnDemandFeatureView
 from feast.utils import _get_requested_feature_views_to_features_dict, _get_requested_on_demand_feature_views
+
+from features.pipeline import snapshot_parts
 
 _ROW = "__snapshot_row"
 
@@ -154,28 +159,47 @@ class SnapshotOfflineStore(DaskOfflineStore):
                 src = fv.batch_source
                 path = FileSource.get_uri_for_file_path(config.repo_path, src.path)
                 tsf = src.timestamp_field
-                right = pq.read_table(path, columns=list(dict.fromkeys([*entity_cols, tsf, *feats]))).to_pandas()
-                right = right.rename(columns=dict(zip(entity_cols, join_keys)))
-                right[tsf] = pd.to_datetime(right[tsf], utc=True).dt.as_unit("ns")
                 names = {f: (f"{fv.projection.name_to_use()}__{f}" if full_feature_names else f) for f in feats}
-                right = right.rename(columns=names).rename(columns={tsf: "__snapshot_ts"})
-                lk = left.copy()
-                for jk in join_keys:
-                    lk[jk] = out[jk].to_numpy()
-                    kind = right[jk].dtype
-                    if kind == object or pd.api.types.is_string_dtype(kind):
-                        lk[jk] = lk[jk].astype(str).astype(object)
-                        right[jk] = right[jk].astype(str).astype(object)
-                lk = lk.sort_values(ts_col, kind="stable")
-                right = right.dropna(subset=["__snapshot_ts"]).sort_values("__snapshot_ts", kind="stable")
                 ttl = pd.Timedelta(fv.ttl) if fv.ttl and fv.ttl.total_seconds() > 0 else None
-                merged = pd.merge_asof(
-                    lk, right, left_on=ts_col, right_on="__snapshot_ts", by=join_keys,
-                    direction="backward", allow_exact_matches=True, tolerance=ttl,
-                )
-                merged = merged.sort_values(_ROW, kind="stable")
+                lk_all = left.copy()
+                for jk in join_keys:
+                    lk_all[jk] = out[jk].to_numpy()
+                best_ts = np.full(len(out), np.iinfo(np.int64).min, np.int64)  # newest match so far per entity row
+                values: dict[str, np.ndarray] = {}
+                for part in snapshot_parts(path):  # one part (a customer chunk of the build) in memory at a time
+                    right = pq.read_table(part, columns=list(dict.fromkeys([*entity_cols, tsf, *feats]))).to_pandas()
+                    right = right.rename(columns=dict(zip(entity_cols, join_keys)))
+                    right[tsf] = pd.to_datetime(right[tsf], utc=True).dt.as_unit("ns")
+                    right = right.rename(columns={tsf: "__snapshot_ts"}).dropna(subset=["__snapshot_ts"])
+                    inside = np.ones(len(lk_all), bool)
+                    for jk in join_keys:
+                        kind = right[jk].dtype
+                        if (kind == object or pd.api.types.is_string_dtype(kind)) and lk_all[jk].dtype != object:
+                            lk_all[jk] = lk_all[jk].astype(str).astype(object)
+                        if kind == object or pd.api.types.is_string_dtype(kind):
+                            right[jk] = right[jk].astype(str).astype(object)
+                        inside &= lk_all[jk].isin(right[jk].unique()).to_numpy()
+                    if not inside.any():
+                        continue
+                    merged = pd.merge_asof(
+                        lk_all[inside].sort_values(ts_col, kind="stable"), right.sort_values("__snapshot_ts", kind="stable"),
+                        left_on=ts_col, right_on="__snapshot_ts", by=join_keys,
+                        direction="backward", allow_exact_matches=True, tolerance=ttl,
+                    )
+                    got = merged["__snapshot_ts"]
+                    t = pd.DatetimeIndex(got).as_unit("ns").asi8  # NaT (no snapshot yet) is masked just below
+                    rows = merged[_ROW].to_numpy()
+                    newer = got.notna().to_numpy() & (t > best_ts[rows])
+                    rows = rows[newer]
+                    best_ts[rows] = t[newer]
+                    for f in feats:
+                        col = merged[f].to_numpy()
+                        if f not in values:  # text stays text; numbers become floats (NaN where no snapshot)
+                            values[f] = (np.full(len(out), None, object) if col.dtype == object
+                                         else np.full(len(out), np.nan, col.dtype if col.dtype.kind == "f" else np.float64))
+                        values[f][rows] = col[newer]
                 for f in feats:
-                    columns[names[f]] = merged[names[f]].to_numpy()
+                    columns[names[f]] = values.get(f, np.full(len(out), np.nan))
             feats_df = pd.DataFrame(columns, index=out.index)
             return pd.concat([out.drop(columns=[c for c in columns if c in out]), feats_df], axis=1)
 

@@ -5,8 +5,10 @@ only the events strictly before ``t``. :func:`build_snapshots` computes them
 every ``features.cadence_days`` from the first event plus one at the data's
 end; :func:`snapshot_at` computes one time (real-time refresh uses it, so
 online and offline features come from the same code); :func:`build` reads the
-world, writes one Parquet file per view and the per-customer history that
-real-time updates read.
+world, writes one Parquet dataset per view (a part per customer chunk, never
+holding every snapshot at once) and the per-customer history that real-time
+updates read, in this process or partitioned by customer on Dask
+(``nextbest.engine``).
 
 Everything is vectorised: events are sorted by (group, time) with the group a
 customer, a (customer, channel) or a (customer, action) pair, and each
@@ -452,6 +454,28 @@ def _frames(X: np.ndarray, ids: np.ndarray, ts: np.ndarray, tz: np.ndarray,
     return out
 
 
+def _snapshot_chunks(customers: pd.DataFrame, events: pd.DataFrame, settings, times: Iterable | None,
+                     progress: bool = False):
+    """Yield the ``_Customers`` first, then (X, customer codes, times ns) per customer chunk, rows ordered by time
+    then customer. Memory holds one chunk's rows at a time."""
+    cust = _Customers(customers)
+    yield cust
+    actions = tuple(settings.actions)
+    ev = _Events(events, cust, actions)
+    if times is None:
+        times = snapshot_times(customers, events, settings.features.cadence_days)
+    times_ns = np.unique(np.array([_to_ns(t) for t in times], dtype=np.int64))
+    chunks = _chunks(cust, ev, times_ns)
+    for i, (lo, hi) in enumerate(chunks):
+        X, codes, ts = _chunk(cust, ev, lo, hi, times_ns, settings)
+        if len(ts):
+            order = np.lexsort((codes, ts))
+            X, codes, ts = X[order], codes[order], ts[order]
+        yield X, codes, ts
+        if progress:
+            print(f"  snapshots: customers {hi:,}/{cust.n:,} (chunk {i + 1}/{len(chunks)})", file=sys.stderr)
+
+
 def build_snapshots(
     customers: pd.DataFrame,
     events: pd.DataFrame,
@@ -459,24 +483,15 @@ def build_snapshots(
     times: Iterable | None = None,
     progress: bool = False,
 ) -> dict[str, pd.DataFrame]:
-    """Point-in-time snapshots of every view: {view: DataFrame(customer_id, event_timestamp, features...)}.
+    """Point-in-time snapshots of every view, in memory: {view: DataFrame(customer_id, event_timestamp, features...)}.
 
     ``times`` defaults to :func:`snapshot_times`. A row at ``t`` exists for each
     customer registered strictly before ``t`` and uses only events strictly
     before ``t``. Rows are ordered by time, then by the customers table.
+    (:func:`build` writes the same rows chunk by chunk without holding them.)
     """
-    cust = _Customers(customers)
     actions = tuple(settings.actions)
-    ev = _Events(events, cust, actions)
-    if times is None:
-        times = snapshot_times(customers, events, settings.features.cadence_days)
-    times_ns = np.unique(np.array([_to_ns(t) for t in times], dtype=np.int64))
-    parts = []
-    chunks = _chunks(cust, ev, times_ns)
-    for i, (lo, hi) in enumerate(chunks):
-        parts.append(_chunk(cust, ev, lo, hi, times_ns, settings))
-        if progress:
-            print(f"  snapshots: customers {hi}/{cust.n} (chunk {i + 1}/{len(chunks)})", file=sys.stderr)
+    cust, *parts = _snapshot_chunks(customers, events, settings, times, progress)
     X = np.concatenate([p[0] for p in parts]) if parts else np.zeros((0, len(customer_features(actions))), np.float32)
     codes = np.concatenate([p[1] for p in parts]) if parts else np.zeros(0, np.int64)
     ts = np.concatenate([p[2] for p in parts]) if parts else np.zeros(0, np.int64)
@@ -513,20 +528,99 @@ def coverage_messages(events: pd.DataFrame) -> list[str]:
     return msgs
 
 
-def _write_parquet(df: pd.DataFrame, path: Path, row_group_size: int | None = None) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    df.to_parquet(tmp, index=False, row_group_size=row_group_size)
-    os.replace(tmp, path)
+def snapshot_parts(path: Path | str) -> list[Path]:
+    """The Parquet files of one view's snapshots: the part files of a dataset folder (what :func:`build` writes,
+    one per customer chunk), or the file itself."""
+    path = Path(path)
+    if path.is_dir():
+        return sorted(p for p in path.iterdir() if p.suffix == ".parquet" and not p.name.startswith("."))
+    return [path] if path.exists() else []
 
 
-def write_history(features_dir: Path, customers: pd.DataFrame, events: pd.DataFrame) -> None:
-    """Customers and events sorted by customer, in small row groups: fast per-customer reads for real-time refresh."""
-    hdir = Path(features_dir) / HISTORY_DIR
-    hdir.mkdir(parents=True, exist_ok=True)
-    c = customers.sort_values("customer_id", kind="stable").reset_index(drop=True)
-    e = events.sort_values(["customer_id", "event_timestamp"], kind="stable").reset_index(drop=True)
-    _write_parquet(c, hdir / "customers.parquet", row_group_size=5_000)
-    _write_parquet(e, hdir / "events.parquet", row_group_size=20_000)
+class _SnapshotWriter:
+    """Writes one build partition's rows into the staging folders (see :func:`_staging`): a part file per customer
+    chunk and view, named after the partition so partitions never collide. In each part the rows at the newest
+    snapshot time are a row group of their own, so each customer's newest row (the online store's content) is
+    read without the history."""
+
+    def __init__(self, staging: dict[str, Path], actions: tuple[str, ...], newest_ns: int, prefix: str):
+        self.staging, self.actions, self.newest_ns, self.prefix = staging, actions, newest_ns, prefix
+        self.parts = self.rows = 0
+
+    def write(self, X: np.ndarray, ids: np.ndarray, ts: np.ndarray, tz: np.ndarray) -> None:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        if not len(ts):
+            return
+        split = int(np.searchsorted(ts, self.newest_ns))  # rows are in time order
+        for view, df in _frames(X, ids, ts, tz, self.actions).items():
+            path = self.staging[view] / f"part-{self.prefix}-{self.parts:05d}.parquet"
+            older, newest = df.iloc[:split], df.iloc[split:]
+            schema = pa.Schema.from_pandas(df, preserve_index=False)
+            with pq.ParquetWriter(path, schema) as w:
+                for part in (older, newest):
+                    if len(part):
+                        w.write_table(pa.Table.from_pandas(part, schema=schema, preserve_index=False),
+                                      row_group_size=200_000)
+        self.parts += 1
+        self.rows += len(ts)
+
+    def write_history(self, customers: pd.DataFrame, events: pd.DataFrame) -> None:
+        """Customers and events sorted by customer, in small row groups: fast per-customer reads for real-time
+        refresh."""
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        for name, df, key, group in (("customers", customers, ["customer_id"], 5_000),
+                                     ("events", events, ["customer_id", "event_timestamp"], 20_000)):
+            table = pa.Table.from_pandas(df.sort_values(key, kind="stable"), preserve_index=False)
+            # a column with no value in this partition is typed text, as in the others (one dataset schema)
+            table = table.cast(pa.schema([pa.field(f.name, pa.string()) if pa.types.is_null(f.type) else f
+                                          for f in table.schema]))
+            pq.write_table(table, self.staging[f"{HISTORY_DIR}/{name}"] / f"part-{self.prefix}.parquet",
+                           row_group_size=group)
+
+
+def _datasets(features_dir: Path, actions: tuple[str, ...]) -> dict[str, Path]:
+    """Every dataset folder a build writes: one per view, and the per-customer history."""
+    fd = Path(features_dir)
+    out = {v: fd / f"{v}.parquet" for v in views(actions)}
+    out.update({f"{HISTORY_DIR}/{t}": fd / HISTORY_DIR / f"{t}.parquet" for t in ("customers", "events")})
+    return out
+
+
+def _staging(features_dir: Path, actions: tuple[str, ...]) -> dict[str, Path]:
+    """Empty staging folders beside each dataset; :func:`_commit` swaps them in once every partition is written."""
+    out = {}
+    for name, final in _datasets(features_dir, actions).items():
+        tmp = final.with_name(f".{final.name}.building")
+        _remove(tmp)
+        tmp.mkdir(parents=True)
+        out[name] = tmp
+    return out
+
+
+def _commit(features_dir: Path, actions: tuple[str, ...], staging: dict[str, Path]) -> dict[str, str]:
+    files = {}
+    for name, final in _datasets(features_dir, actions).items():
+        old = final.with_name(f".{final.name}.old")
+        _remove(old)
+        if final.exists():
+            os.replace(final, old)
+        os.replace(staging[name], final)
+        _remove(old)
+        files[name] = str(final)
+    return files
+
+
+def _remove(path: Path) -> None:
+    import shutil
+
+    if path.is_dir():
+        shutil.rmtree(path)
+    elif path.exists():
+        path.unlink()
 
 
 def vector_placeholder(features_dir: Path) -> Path:
@@ -549,41 +643,89 @@ def read_meta(features_dir: Path) -> dict:
     return json.loads(p.read_text()) if p.exists() else {}
 
 
+def _build_part(settings, world_dir: Path, ids: list[str] | None, times_ns: np.ndarray, staging: dict[str, Path],
+                prefix: str, frames: tuple[pd.DataFrame, pd.DataFrame] | None = None) -> dict:
+    """One build partition: its customers' snapshots and history, written into the staging folders (runs on a
+    Dask worker, or in this process with the world already loaded as ``frames``)."""
+    from nextbest.contract import load_world_part
+
+    customers, events = frames if frames is not None else load_world_part(world_dir, ids)
+    writer = _SnapshotWriter(staging, tuple(settings.actions), int(times_ns[-1]), prefix)
+    chunks = _snapshot_chunks(customers, events, settings, list(times_ns), progress=frames is not None)
+    cust = next(chunks)
+    for X, codes, ts in chunks:
+        writer.write(X, cust.ids[codes], ts, cust.tz[codes])
+    writer.write_history(customers, events)
+    return {"customers": int(len(customers)), "events": int(len(events)), "rows": writer.rows, "parts": writer.parts}
+
+
+def _world_outline(world_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """What the build needs before it partitions the world: the customers, and the events' times and types."""
+    from nextbest.contract import ContractError, Violation, find_table, read_raw
+
+    cpath, epath = find_table(world_dir, "customers"), find_table(world_dir, "events")
+    if cpath is None or epath is None:
+        name = "customers" if cpath is None else "events"
+        raise ContractError([Violation(str(world_dir / f"{name}.csv"), "*", f"no {name}.csv or {name}.parquet in {world_dir}")])
+    cols = ["event_timestamp", "event_type"]
+    events = pd.read_parquet(epath, columns=cols) if epath.suffix == ".parquet" else pd.read_csv(epath, usecols=cols)
+    return read_raw(cpath), events
+
+
 def build(settings, world_dir: Path | str | None = None, progress: bool = False) -> dict:
-    """Read the world, write one Parquet per view under ``settings.features_dir``; return a summary."""
+    """Read the world, write one Parquet dataset per view under ``settings.features_dir``; return a summary.
+
+    Snapshots are written per customer chunk as they are computed (never held whole): peak memory grows with
+    the world and one chunk, not with the number of snapshot rows. With ``engine.kind: dask`` the customers are
+    split into partitions built on the Dask workers (each reads only its customers' rows); the files are the
+    same either way, and are swapped in only when every partition is written."""
     from nextbest.contract import load_world
+    from nextbest.engine import Engine
 
     t0 = _time.perf_counter()
     world_dir = Path(world_dir or settings.world_dir)
-    customers, events = load_world(world_dir)
-    t_load = _time.perf_counter() - t0
-    messages = coverage_messages(events)
-    for m in messages:
-        print(f"warning: {m}", file=sys.stderr)
-    times = snapshot_times(customers, events, settings.features.cadence_days)
-    snaps = build_snapshots(customers, events, settings, times=times, progress=progress)
-    t_compute = _time.perf_counter() - t0 - t_load
+    actions = tuple(settings.actions)
     fd = settings.features_dir
     fd.mkdir(parents=True, exist_ok=True)
-    files = {}
-    for view, df in snaps.items():
-        path = fd / f"{view}.parquet"
-        _write_parquet(df, path, row_group_size=200_000)
-        files[view] = str(path)
+    with Engine(settings, progress=progress) as engine:
+        if engine.kind == "local":
+            customers, events = load_world(world_dir)
+        else:
+            customers, events = _world_outline(world_dir)
+        t_load = _time.perf_counter() - t0
+        messages = coverage_messages(events)
+        for m in messages:
+            print(f"warning: {m}", file=sys.stderr)
+        times = snapshot_times(customers, events, settings.features.cadence_days)
+        times_ns = np.array([_to_ns(t) for t in times], dtype=np.int64)
+        staging = _staging(fd, actions)
+        if engine.kind == "local":
+            parts = [_build_part(settings, world_dir, None, times_ns, staging, "00000", frames=(customers, events))]
+        else:
+            ids = np.sort(customers["customer_id"].astype(str).to_numpy())
+            n_parts = max(1, min(len(ids), settings.engine.partitions or 2 * engine.workers))
+            del events
+            tasks = [(settings, world_dir, list(chunk), times_ns, staging, f"{k:05d}")
+                     for k, chunk in enumerate(np.array_split(ids, n_parts)) if len(chunk)]
+            parts = engine.map(_build_part, tasks, label="feature partitions")
+    t_compute = _time.perf_counter() - t0 - t_load
+    files = _commit(fd, actions, staging)
     vector_placeholder(fd)
-    write_history(fd, customers, events)
     end = times[-1]
-    rows = len(next(iter(snaps.values())))
     meta = {
         "built_at": datetime.now(timezone.utc).isoformat(),
         "world_dir": str(world_dir),
+        "engine": settings.engine.kind,
         "customers": int(len(customers)),
-        "events": int(len(events)),
+        "events": int(sum(p["events"] for p in parts)),
         "snapshots": int(len(times)),
         "first_snapshot": times[0].isoformat(),
         "data_end": end.isoformat(),
-        "rows": int(rows),
-        "n_features": len(customer_features(tuple(settings.actions))),
+        # every customer registered before data_end has a row at data_end: each one's newest snapshot
+        "complete_at": end.isoformat(),
+        "rows": int(sum(p["rows"] for p in parts)),
+        "parts": int(sum(p["parts"] for p in parts)),
+        "n_features": len(customer_features(actions)),
         "actions": list(settings.actions),
         "warnings": messages,
         "times": [t.isoformat() for t in times],
@@ -592,7 +734,7 @@ def build(settings, world_dir: Path | str | None = None, progress: bool = False)
     return {
         **{k: v for k, v in meta.items() if k != "times"},
         "features_dir": str(fd),
-        "files": files,
+        "files": {k: v for k, v in files.items() if not k.startswith(HISTORY_DIR)},
         "seconds": {
             "load": round(t_load, 2),
             "compute": round(t_compute, 2),

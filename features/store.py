@@ -261,44 +261,67 @@ def historical_features(settings, entity_df: pd.DataFrame, store: "FeatureStore 
 # --------------------------------------------------------------------------- materialize
 
 
-def latest_snapshot(settings, names: Sequence[str] | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """(customer ids, snapshot times ns, X float32 [n, F] in ``names`` order, timezones) of each customer's latest row."""
+def _newest_rows(parts: list[Path], columns: list[str], complete_ns: int | None):
+    """One row per customer, its newest snapshot: (ids, times ns, pyarrow table of ``columns``).
+
+    With ``complete_ns`` (the build's guarantee that every customer has a row at that time, its newest) only the
+    rows at that time are read - a row group of their own in each part; otherwise each part's newest row per
+    customer, then the newest across parts. One part is held at a time."""
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
+    cols = list(dict.fromkeys([ENTITY_KEY, TS, *columns]))
+    if complete_ns is not None:
+        when = pd.Timestamp(complete_ns, tz="UTC")
+        tbl = pa.concat_tables([pq.read_table(p, columns=cols, filters=[(TS, "==", when)]) for p in parts])
+        return (tbl.column(ENTITY_KEY).to_numpy(zero_copy_only=False), tbl.column(TS).cast("int64").to_numpy(),
+                tbl)
+    best = [_per_customer_newest(pq.read_table(p, columns=cols)) for p in parts]
+    tbl = pa.concat_tables(best)
+    if len(best) > 1:  # a customer in several parts: keep the newest
+        tbl = _per_customer_newest(tbl)
+    return tbl.column(ENTITY_KEY).to_numpy(zero_copy_only=False), tbl.column(TS).cast("int64").to_numpy(), tbl
+
+
+def _per_customer_newest(tbl):
+    """The rows of a table holding each customer's newest time, in table order."""
+    codes, _ = pd.factorize(tbl.column(ENTITY_KEY).to_numpy(zero_copy_only=False))
+    order = np.lexsort((tbl.column(TS).cast("int64").to_numpy(), codes))
+    last = np.ones(len(order), bool)
+    last[:-1] = codes[order][1:] != codes[order][:-1]
+    return tbl.take(np.sort(order[last]))
+
+
+def latest_snapshot(settings, names: Sequence[str] | None = None,
+                    part: str | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(customer ids, snapshot times ns, X float32 [n, F] in ``names`` order, timezones) of each customer's latest
+    row; with ``part`` (a part file's name, the same in every view) of that part's customers only."""
     names = list(names or customer_features(tuple(settings.actions)))
     pos = {f: j for j, f in enumerate(names)}
     fd = settings.features_dir
+    meta = pipeline.read_meta(fd)
+    complete = pd.Timestamp(meta["complete_at"]).value if meta.get("complete_at") else None
     ids = ts = tz = X = None
-    first_keys = first_take = None
     for view, feats in views(tuple(settings.actions)).items():
-        path = fd / f"{view}.parquet"
-        if not path.exists():
-            raise FileNotFoundError(f"{path} is missing: run `nextbest features build` first")
-        keys = pq.read_table(path, columns=[ENTITY_KEY, TS])
-        if first_keys is not None and keys.equals(first_keys):
-            take, where = first_take, np.arange(len(ids))  # same rows as the first view (the pipeline's layout)
-        else:
-            cid = keys.column(ENTITY_KEY).to_numpy(zero_copy_only=False)
-            t = keys.column(TS).cast("int64").to_numpy()
-            codes, uniq = pd.factorize(cid)
-            order = np.lexsort((t, codes))
-            sc = codes[order]
-            last = np.ones(len(sc), bool)
-            last[:-1] = sc[1:] != sc[:-1]
-            take = order[last]
-            if ids is None:
-                ids, ts = np.asarray(uniq, dtype=object)[sc[last]], t[take]
-                X = np.full((len(ids), len(names)), np.nan, np.float32)
-                tz = np.full(len(ids), "UTC", dtype=object)
-                first_keys, first_take = keys, take
-                where = np.arange(len(ids))
-            else:
-                where = pd.Index(ids).get_indexer(np.asarray(uniq, dtype=object)[sc[last]])
-                take, where = take[where >= 0], where[where >= 0]
+        parts = pipeline.snapshot_parts(fd / f"{view}.parquet")
+        if part is not None:
+            parts = [p for p in parts if p.name == part]
+        if not parts:
+            raise FileNotFoundError(f"{fd / f'{view}.parquet'} is missing: run `nextbest features build` first")
         wanted = [f for f in feats if f in pos] + (["timezone"] if view == "customer_profile" else [])
-        tbl = pq.read_table(path, columns=wanted).take(take)
+        cid, t, tbl = _newest_rows(parts, wanted, complete)
+        if ids is None:
+            ids, ts = np.asarray(cid, dtype=object), t
+            X = np.full((len(ids), len(names)), np.nan, np.float32)
+            tz = np.full(len(ids), "UTC", dtype=object)
+            where, take = np.arange(len(ids)), np.arange(len(ids))
+        elif len(cid) == len(ids) and (cid == ids).all():  # the same rows as the first view (the pipeline's layout)
+            where, take = np.arange(len(ids)), np.arange(len(ids))
+        else:
+            where = pd.Index(ids).get_indexer(np.asarray(cid, dtype=object))
+            take, where = np.flatnonzero(where >= 0), where[where >= 0]
         for f in wanted:
-            col = tbl.column(f).to_numpy(zero_copy_only=False)
+            col = tbl.column(f).to_numpy(zero_copy_only=False)[take]
             if f == "timezone":
                 tz[where] = col
             else:

@@ -501,7 +501,9 @@ def features_build(
         "customers": f"{summary['customers']:,}",
         "events": f"{summary['events']:,}",
         "snapshots": f"{summary['snapshots']} (every {s.features.cadence_days} days, last at {summary['data_end']})",
-        "rows per view": f"{summary['rows']:,}",
+        "rows per view": f"{summary['rows']:,} in {summary['parts']} parts",
+        "engine": summary["engine"] + (f" ({s.engine.address or f'local cluster of {s.engine.workers} processes'})"
+                                       if summary["engine"] == "dask" else ""),
         "features": summary["n_features"],
         "written to": summary["features_dir"],
         "seconds": summary["seconds"]["total"],

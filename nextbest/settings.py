@@ -91,6 +91,15 @@ class PressureStore(_Strict):
     key_prefix: str = Field("nextbest", pattern=r"^[A-Za-z0-9_:.-]+$")
 
 
+class Engine(_Strict):
+    """Where the feature build and batch scoring run: in this process, or partitioned by customer on Dask."""
+
+    kind: Literal["local", "dask"] = "local"
+    address: str | None = None  # a Dask scheduler (tcp://host:8786); None: a local cluster of `workers` processes
+    workers: int = Field(2, ge=1, le=1024)  # processes of the local cluster (one thread each)
+    partitions: int | None = Field(None, ge=1)  # customer partitions of the feature build; default 2 per worker
+
+
 class Training(_Strict):
     activation_horizon_days: int = Field(30, ge=1, le=365)
     churn_horizon_days: int = Field(60, ge=1, le=365)
@@ -280,6 +289,7 @@ class Settings(_Strict):
     effects: Effects = Effects()
     mlflow: MLflow = MLflow()
     serving: Serving = Serving()
+    engine: Engine = Engine()
     actions: dict[str, Action]
     contact_policy: ContactPolicy
     root: Path = PROJECT_ROOT

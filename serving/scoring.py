@@ -116,12 +116,17 @@ class Scorer:
 
     @classmethod
     def from_registry(cls, settings, feature_names: list[str], compile: str = "background",
-                      n_jobs: int = 1, aliases: tuple[str, ...] = (CHAMPION,)) -> "Scorer":
-        """Champions from the registry (or the first of `aliases` each model has). compile: "background" (serve
-        at once, switch to compiled trees when ready), "now" (compile before returning) or "no"."""
-        from nextbest.model_contract import load_champions
+                      n_jobs: int = 1, aliases: tuple[str, ...] = (CHAMPION,),
+                      versions: dict[str, str] | None = None) -> "Scorer":
+        """Champions from the registry (or the first of `aliases` each model has; or exactly `versions`, {model:
+        version}, e.g. what another process decides with). compile: "background" (serve at once, switch to
+        compiled trees when ready), "now" (compile before returning) or "no"."""
+        from nextbest.model_contract import load_champions, load_version
 
-        loaded, missing = load_champions(settings, (*HEADS, EFFECT_MODEL), aliases)
+        if versions is None:
+            loaded, missing = load_champions(settings, (*HEADS, EFFECT_MODEL), aliases)
+        else:
+            loaded, missing = {h: load_version(settings, h, v) for h, v in versions.items()}, {}
         effect = loaded.pop(EFFECT_MODEL, None)
         scorer = cls(list(feature_names), loaded, effect, dict(missing), n_jobs=n_jobs,
                      min_assignments=settings.effects.min_assignments)
