@@ -206,11 +206,57 @@ def copy_demo(root: Path, src: Path = ROOT) -> bool:
     return True
 
 
-def build_world(root: Path, customers: int, days: int = 365, seed: int = 7, train: bool = True,
-                progress: bool = False) -> dict:
-    """Simulate + features + apply + packed materialize (+ train) into ``root``; return each stage's seconds."""
-    import gc
+class StagePeaks:
+    """Wall time and peak resident memory of this process per named stage (RSS sampled every 50 ms)."""
 
+    def __init__(self):
+        import threading
+
+        self.seconds: dict[str, float] = {}
+        self.peak_mb: dict[str, float] = {}
+        self._stage: str | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+
+    @staticmethod
+    def _rss_mb() -> float:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+    def _sample(self) -> None:
+        while not self._stop.wait(0.05):
+            st = self._stage
+            if st is not None:
+                self.peak_mb[st] = max(self.peak_mb.get(st, 0.0), self._rss_mb())
+
+    def stage(self, name: str):
+        import contextlib
+
+        @contextlib.contextmanager
+        def run():
+            import gc
+
+            gc.collect()
+            self._stage, t0 = name, time.perf_counter()
+            self.peak_mb[name] = self._rss_mb()
+            try:
+                yield
+            finally:
+                self.seconds[name] = time.perf_counter() - t0
+                self.peak_mb[name] = max(self.peak_mb[name], self._rss_mb())
+                self._stage = None
+
+        return run()
+
+    def close(self) -> None:
+        self._stop.set()
+
+
+def build_world(root: Path, customers: int, days: int = 365, seed: int = 7, train: bool = True,
+                progress: bool = False, score: bool = False) -> dict:
+    """Simulate + features + apply + packed materialize (+ train, + batch scoring of the whole base) into
+    ``root``; return each stage's seconds and peak memory (MB)."""
     from features import pipeline, store
     from simulator.world import simulate
 
@@ -219,37 +265,37 @@ def build_world(root: Path, customers: int, days: int = 365, seed: int = 7, trai
     root.mkdir(parents=True)
     s = scratch_settings(root)
     use_scratch(root)
-    t = {}
-    t0 = time.perf_counter()
-    simulate(s, customers=customers, days=days, seed=seed, start=s.world.start_date, out_dir=s.world_dir,
-             progress=progress)
-    gc.collect()
-    t["simulate"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    fb = pipeline.build(s, progress=progress)
-    gc.collect()
-    t["features_build"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    store.apply(s)
-    t["apply"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    store.materialize(s)
-    t["materialize"] = time.perf_counter() - t0
+    peaks = StagePeaks()
+    with peaks.stage("simulate"):
+        simulate(s, customers=customers, days=days, seed=seed, start=s.world.start_date, out_dir=s.world_dir,
+                 progress=progress)
+    with peaks.stage("features_build"):
+        fb = pipeline.build(s, progress=progress)
+    with peaks.stage("apply"):
+        store.apply(s)
+    with peaks.stage("materialize"):
+        store.materialize(s)
+    t = peaks.seconds
     info = {"customers": customers, "days": days, "events": fb.get("events"), "feature_rows": fb.get("rows"),
-            "stages": t}
+            "stages": t, "peak_mb": peaks.peak_mb}
     if train:
         from training.train import train_all
 
-        t0 = time.perf_counter()
-        res = train_all(s, progress=progress)
-        total = time.perf_counter() - t0
-        t["train_total"] = total
+        with peaks.stage("train_total"):
+            res = train_all(s, progress=progress)
         for r in res:
             t[f"train_{r.head}"] = r.seconds
-        t["train_load_sources"] = total - sum(r.seconds for r in res)
+        t["train_load_sources"] = t["train_total"] - sum(r.seconds for r in res)
         info["train"] = [{"head": r.head, "status": r.status, "version": r.version, "promoted": r.promoted,
                           "seconds": r.seconds, "metrics": r.metrics} for r in res]
+        if score:
+            from serving.batch import score as batch_score
+
+            with peaks.stage("batch_score"):
+                st = batch_score(s, None, root / "scores.parquet")
+            info["batch"] = {k: v for k, v in st.items() if k != "actions"}
         (root / "ready.json").write_text(json.dumps(info, default=str))
+    peaks.close()
     return info
 
 

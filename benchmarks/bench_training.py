@@ -1,18 +1,20 @@
-"""Benchmark: the training pipeline's wall time at 100k (and 1M) customers.
+"""Benchmark: the whole pipeline's wall time and peak memory per stage at 20k, 100k, 300k and 1M customers.
 
 For each size, in a scratch folder: simulate the world over 365 days
 (``simulator.world.simulate``), build the point-in-time features
 (``features.pipeline.build``), register them (``features.store.apply``),
-fill the online store (``features.store.materialize``, packed vectors), and
-train the four heads into a scratch MLflow (``training.train.train_all``,
-which also logs, registers and gates each head). Each stage runs in its own
-child process run (one child per size) and reports its seconds and the
-child's peak RSS.
+fill the online store (``features.store.materialize``, packed vectors),
+train every head into a scratch MLflow (``training.train.train_all``, which
+also logs, registers and gates each head) and score the whole base
+(``serving.batch.score``). One child process per size; each stage reports its
+seconds and the process's peak resident memory while it ran. The table goes
+to ``results/training.md``, the time and memory curves against customers to
+``results/training.png``.
 
 Sizes whose projected time (from the per-stage rates of the previous size)
 exceeds ``--budget-min`` are not run; their row is an estimate and says so.
 
-    .venv/bin/python benchmarks/bench_training.py                  # 20k, 100k, 1M if it fits in the budget
+    .venv/bin/python benchmarks/bench_training.py                  # every size that fits in the budget
     .venv/bin/python benchmarks/bench_training.py --sizes 20000    # quick
 """
 
@@ -33,14 +35,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from _common import SCRATCH, machine, machine_line, md_table, print_table, write_results  # noqa: E402
 
 STAGES = ["simulate", "features_build", "apply", "materialize", "train_load_sources",
-          "train_activation", "train_churn", "train_channel", "train_send_time", "train_total"]
+          "train_activation", "train_churn", "train_channel", "train_send_time", "train_total", "batch_score"]
+MEMORY_STAGES = ["simulate", "features_build", "apply", "materialize", "train_total", "batch_score"]
+PIPELINE = ("features_build", "apply", "materialize", "train_total")  # the target: within 20 min and 10 GB at 1M
 
 
 def _child(root: str, customers: int, days: int, q) -> None:
     try:
         from _common import build_world
 
-        info = build_world(Path(root), customers, days=days, progress=True)
+        info = build_world(Path(root), customers, days=days, progress=True, score=True)
         info["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
         q.put(info)
     except BaseException as e:  # report, do not hang the parent
@@ -85,7 +89,48 @@ def estimate(measured: list[dict], customers: int) -> dict:
 
 def total(r: dict) -> float:
     st = r["stages"]
-    return sum(st.get(s, 0) for s in ("simulate", "features_build", "apply", "materialize", "train_total"))
+    return sum(st.get(s, 0) for s in ("simulate", "features_build", "apply", "materialize", "train_total",
+                                      "batch_score"))
+
+
+def pipeline_total(r: dict) -> float:
+    return sum(r["stages"].get(s, 0) for s in PIPELINE)
+
+
+def plot(rows: list[dict], path: Path) -> None:
+    """Time and peak memory per stage against customers (log-log, with a linear-growth guide)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    measured = [r for r in rows if not r.get("estimate")]
+    if not measured:
+        return
+    fig, (a, b) = plt.subplots(1, 2, figsize=(12, 4.5))
+    n = [r["customers"] for r in measured]
+    for stage in MEMORY_STAGES:
+        a.plot(n, [r["stages"].get(stage, float("nan")) for r in measured], marker="o", label=stage)
+        b.plot(n, [r.get("peak_mb", {}).get(stage, float("nan")) / 1024 for r in measured], marker="o", label=stage)
+    a.plot(n, [pipeline_total(r) for r in measured], marker="s", color="black", lw=2, label="features + training")
+    for ax in (a, b):
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("customers (365 days)")
+        ax.grid(True, which="both", alpha=0.3)
+    base = pipeline_total(measured[0])
+    a.plot(n, [base * x / n[0] for x in n], ls="--", color="grey", label="linear growth")
+    a.axhline(20 * 60, color="red", ls=":", label="target at 1M: 20 min")
+    b.axhline(10, color="red", ls=":", label="target at 1M: 10 GB")
+    a.set_ylabel("seconds")
+    b.set_ylabel("peak resident memory (GB)")
+    a.set_title("wall time per stage")
+    b.set_title("peak memory per stage")
+    a.legend(fontsize=7)
+    b.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 def markdown(rows: list[dict], info: dict, cmd: str) -> str:
@@ -97,18 +142,28 @@ def markdown(rows: list[dict], info: dict, cmd: str) -> str:
     body.append(["total (min)"] + [f"{total(r) / 60:.1f}" for r in rows])
     body.append(["events simulated"] + [f"{r['events']:,}" if r.get("events") else "" for r in rows])
     body.append(["feature rows (snapshots)"] + [f"{r['feature_rows']:,}" if r.get("feature_rows") else "" for r in rows])
-    body.append(["peak RSS (MB)"] + [str(r.get("peak_rss_mb", "")) for r in rows])
+    body.append(["**features + online store + training (min)**"] + [f"**{pipeline_total(r) / 60:.1f}**" for r in rows])
+    for stage in MEMORY_STAGES:
+        body.append([f"peak memory, {stage} (MB)"] + [f"{r['peak_mb'][stage]:.0f}" if stage in r.get("peak_mb", {})
+                                                       else "" for r in rows])
+    body.append(["peak RSS of the run (MB)"] + [str(r.get("peak_rss_mb", "")) for r in rows])
+    body.append(["batch scoring, customers/s end to end"] + [
+        f"{r['customers'] / r['batch']['total_s']:,.0f}" if r.get("batch") else "" for r in rows])
     lines = [
         "# Training pipeline wall time",
         "",
         f"Produced by `{cmd}`: in a scratch folder, simulate N customers over 365 days, build the point-in-time "
         "features, register them, fill the online store (packed vectors) and train the four LightGBM heads "
         "(`training.train.train_all`: datasets, fit, calibration, MLflow logging, registry, promotion gate). "
-        "Seconds per stage, one child process per size (peak RSS of that process).",
+        "Seconds per stage, one child process per size; peak memory per stage is the process's resident set "
+        "sampled every 50 ms while the stage runs. `batch_score`: `serving.batch.score` of the whole base (models "
+        "loaded and compiled, newest features read, decisions, Parquet written).",
         "",
         machine_line(info),
         "",
         *md_table(heads, body),
+        "",
+        "![time and memory against customers](training.png)",
         "",
         "- `train_<head>`: `HeadResult.seconds` (dataset build with point-in-time feature reads, fit with early "
         "stopping, test metrics, baseline/oracle metrics, MLflow logging and the gate). `train_load_sources`: "
@@ -126,13 +181,13 @@ def markdown(rows: list[dict], info: dict, cmd: str) -> str:
              f"{r['estimated_from'][0]:,} run (an upper bound for the per-head fits, which sample at most "
              "`training.max_rows` rows; a lower bound for nothing).") + " The features build at this size would hold roughly "
             f"{r['customers'] * 48 * 124 * 4 / 2**30:.0f} GiB of snapshot rows (about 48 snapshots per customer x 124 "
-            "float32 features), more than this machine's RAM unless the build streams its output.")
+            "float32 features); the build writes them part by part, so they are never held whole.")
     return "\n".join(lines) + "\n"
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--sizes", type=int, nargs="+", default=[20_000, 100_000, 1_000_000])
+    ap.add_argument("--sizes", type=int, nargs="+", default=[20_000, 100_000, 300_000, 1_000_000])
     ap.add_argument("--days", type=int, default=365)
     ap.add_argument("--budget-min", type=float, default=20.0, help="skip (and estimate) a size projected above this")
     ap.add_argument("--scratch", type=Path, default=SCRATCH / "training")
@@ -163,6 +218,9 @@ def main() -> None:
     print_table("training pipeline (seconds)", headers, table)
     md = markdown(rows, info, cmd.strip())
     path = write_results(a.name, md, {"machine": info, "command": cmd.strip(), "rows": rows})
+    from _common import RESULTS
+
+    plot(rows, RESULTS / f"{a.name}.png")
     print(f"written: {path}")
 
 
