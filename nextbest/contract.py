@@ -146,6 +146,11 @@ def _parse_timestamp(s: pd.Series, file: str, col: str, out: list[Violation]) ->
     return parsed
 
 
+def _at(values, codes: np.ndarray) -> pd.Series:
+    """The text of each row from its distinct values and codes (-1: empty), for messages that quote values."""
+    return pd.Series(np.append(np.asarray(values, dtype=object), None)[codes])
+
+
 def _coerce(df: pd.DataFrame, columns: tuple[Column, ...], file: str, out: list[Violation]) -> pd.DataFrame:
     result = {}
     n = len(df)
@@ -183,24 +188,27 @@ def _coerce(df: pd.DataFrame, columns: tuple[Column, ...], file: str, out: list[
             if bad.any():
                 out.append(_violation(file, col.name, "not a number", bad, s))
             result[col.name] = num.astype(float)
-        else:
-            text = s.astype("string")
-            if col.default is not None:
-                text = text.fillna(col.default)
+        else:  # text: checked and converted once per distinct value (a column of millions holds few)
+            codes, uniq = pd.factorize(s, use_na_sentinel=True)
+            values = pd.array(uniq, dtype="string")
+            if col.default is not None and (codes < 0).any():
+                values = pd.array([*values, col.default], dtype="string")
+                codes = np.where(codes < 0, len(values) - 1, codes)
+            text = pd.Series(values)
             if col.kind == "timezone":
                 zones = available_timezones() | {"UTC"}
-                uniq = pd.unique(text.dropna())
-                unknown = [z for z in uniq if z not in zones]
-                if unknown:
-                    bad = text.isin(unknown).to_numpy()
-                    out.append(_violation(file, col.name, "unknown IANA timezone", bad, text))
+                unknown = np.array([z not in zones for z in values.tolist()] + [False], bool)  # [-1]: empty
+                if unknown.any():
+                    out.append(_violation(file, col.name, "unknown IANA timezone", unknown[codes], _at(values, codes)))
             if col.allowed is not None:
-                bad = (text.notna() & ~text.isin(col.allowed)).to_numpy()
+                bad = np.append(~text.isin(col.allowed).to_numpy(), False)[codes]  # [-1]: empty
                 if bad.any():
                     out.append(
-                        _violation(file, col.name, f"value not allowed (allowed: {', '.join(col.allowed)})", bad, text)
+                        _violation(file, col.name, f"value not allowed (allowed: {', '.join(col.allowed)})", bad,
+                                   _at(values, codes))
                     )
-            result[col.name] = text.astype(object).where(text.notna(), None)
+            as_object = np.append(np.asarray(values, dtype=object), None)
+            result[col.name] = pd.Series(as_object[codes], index=df.index, dtype=object)
     return pd.DataFrame(result, index=df.index)
 
 
