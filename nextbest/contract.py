@@ -146,11 +146,6 @@ def _parse_timestamp(s: pd.Series, file: str, col: str, out: list[Violation]) ->
     return parsed
 
 
-def _at(values, codes: np.ndarray) -> pd.Series:
-    """The text of each row from its distinct values and codes (-1: empty), for messages that quote values."""
-    return pd.Series(np.append(np.asarray(values, dtype=object), None)[codes])
-
-
 def _coerce(df: pd.DataFrame, columns: tuple[Column, ...], file: str, out: list[Violation]) -> pd.DataFrame:
     result = {}
     n = len(df)
@@ -195,19 +190,20 @@ def _coerce(df: pd.DataFrame, columns: tuple[Column, ...], file: str, out: list[
                 values = pd.array([*values, col.default], dtype="string")
                 codes = np.where(codes < 0, len(values) - 1, codes)
             text = pd.Series(values)
+            as_object = np.append(np.asarray(values, dtype=object), None)  # [-1]: empty
             if col.kind == "timezone":
                 zones = available_timezones() | {"UTC"}
                 unknown = np.array([z not in zones for z in values.tolist()] + [False], bool)  # [-1]: empty
                 if unknown.any():
-                    out.append(_violation(file, col.name, "unknown IANA timezone", unknown[codes], _at(values, codes)))
+                    out.append(_violation(file, col.name, "unknown IANA timezone", unknown[codes],
+                                          pd.Series(as_object[codes])))
             if col.allowed is not None:
                 bad = np.append(~text.isin(col.allowed).to_numpy(), False)[codes]  # [-1]: empty
                 if bad.any():
                     out.append(
                         _violation(file, col.name, f"value not allowed (allowed: {', '.join(col.allowed)})", bad,
-                                   _at(values, codes))
+                                   pd.Series(as_object[codes]))
                     )
-            as_object = np.append(np.asarray(values, dtype=object), None)
             result[col.name] = pd.Series(as_object[codes], index=df.index, dtype=object)
     return pd.DataFrame(result, index=df.index)
 

@@ -67,20 +67,21 @@ def _latest(settings: Settings, names: list[str], customer_ids: np.ndarray | Non
     return np.asarray(ids, dtype=object), X, found, list(tz), t
 
 
-_WORKER_SCORER: dict = {}  # a Dask worker's models, loaded once for every part it scores
+_WORKER: dict = {}  # a Dask worker's models and compiled policy, made once for every part it scores
 
 
 def _score_part(settings: Settings, names: list[str], versions: dict[str, str], part: str, out: Path) -> dict:
     """The newest snapshot of one feature part's customers, decided and written to ``out`` (a Dask task)."""
-    key = (settings.tracking_uri, tuple(sorted(versions.items())), tuple(names))
-    scorer = _WORKER_SCORER.get(key)
-    if scorer is None:
-        _WORKER_SCORER.clear()
-        scorer = _WORKER_SCORER[key] = Scorer.from_registry(settings, names, compile="now", versions=versions)
+    key = (settings.model_dump_json(), tuple(sorted(versions.items())), tuple(names))
+    if key not in _WORKER:
+        _WORKER.clear()
+        _WORKER[key] = (Scorer.from_registry(settings, names, compile="now", versions=versions),
+                        compile_policy(settings))
+    scorer, policy = _WORKER[key]
     t0 = time.perf_counter()
     ids, X, found, tz, t = _latest(settings, names, None, part=part)
     t1 = time.perf_counter()
-    d = decide_arrays(compile_policy(settings), scorer, {n: i for i, n in enumerate(names)}, ids, X, found, tz,
+    d = decide_arrays(policy, scorer, {n: i for i, n in enumerate(names)}, ids, X, found, tz,
                       t.to_pydatetime(), request_id=f"batch:{t.isoformat()}")
     frame = d.to_frame()
     frame.insert(1, "as_of", t)
