@@ -125,7 +125,7 @@ def _head_scores(heads: dict, X: pd.DataFrame, local_hour: np.ndarray) -> tuple[
     out = []
     for h in ("activation", "churn"):
         m = heads.get(h)
-        out.append(m.predict(X.reindex(columns=m.features).to_numpy(np.float32)) if m is not None and n
+        out.append(m.predict(X.reindex(columns=m.features).to_numpy(np.float32), n_jobs=2) if m is not None and n
                    else np.full(n, np.nan))
     resp = np.full((n, len(CHANNELS)), np.nan)
     m = heads.get("channel")
@@ -137,7 +137,7 @@ def _head_scores(heads: dict, X: pd.DataFrame, local_hour: np.ndarray) -> tuple[
         msg_cols = [MESSAGE_INPUTS.index(f) for f in m.features if f in MESSAGE_INPUTS]
         for k in range(len(CHANNELS)):
             extra = message_inputs(full, index, np.full(n, k), local_hour)[:, msg_cols]
-            resp[:, k] = m.predict(np.hstack([base, extra]).astype(np.float32))
+            resp[:, k] = m.predict(np.hstack([base, extra]).astype(np.float32), n_jobs=2)
     return out[0], out[1], resp
 
 
@@ -155,10 +155,8 @@ def build_effect_data(settings: Settings, src, heads: dict, assignments: pd.Data
     if rand["action_id"].eq(NO_ACTION).sum() < settings.effects.min_controls:
         raise SkipEffects(f"effect: only {int(rand['action_id'].eq(NO_ACTION).sum())} randomised controls "
                           f"(effects.min_controls = {settings.effects.min_controls}); decisions use the priors")
-    frame = outcomes(rand, src.events, settings.actions, src.data_end, partial_controls=True)
-    if len(frame) > settings.effects.max_rows:  # a uniform sample keeps the time mix
-        frame = frame.sample(settings.effects.max_rows, random_state=settings.training.seed)
-        frame = frame.sort_values("assigned_at", kind="stable").reset_index(drop=True)
+    frame = outcomes(rand, src.events, settings.actions, src.data_end, partial_controls=True,
+                     max_rows=settings.effects.max_rows, seed=settings.training.seed)
     feats = historical_features(settings, frame[["customer_id", "assigned_at"]].rename(
         columns={"assigned_at": "event_timestamp"}))
     names = list(src.feature_list)
@@ -313,7 +311,7 @@ def predict_increments(settings: Settings, head: Head, data: EffectData, rows: n
     """The model's increment (currency) of `action` on each row's `channels` (index) at the row's hour."""
     X = data.option_matrix(rows, np.full(len(rows), action), channels, head.features)
     scale = data.action_scale(rows, np.full(len(rows), action), amount_actions(settings, data.actions))
-    return head.predict(X) * scale
+    return head.predict(X, n_jobs=2) * scale
 
 
 def _prior_score(settings: Settings, data: EffectData, a: int, rows: np.ndarray, channels: np.ndarray) -> np.ndarray:

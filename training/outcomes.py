@@ -40,77 +40,110 @@ def _window_sum(keys: np.ndarray, values: np.ndarray | None, lo: np.ndarray, hi:
     return cum[b] - cum[a]
 
 
-def _keyed(frame: pd.DataFrame, codes: pd.Index, by: str = "customer_id") -> tuple[np.ndarray, np.ndarray]:
-    """Events as sorted keys (customer code << 40 | seconds since epoch) and their order."""
-    c = codes.get_indexer(frame[by].astype(str))
-    sec = (pd.DatetimeIndex(frame["event_timestamp"]).asi8 // 1_000_000_000).astype(np.int64)
-    keep = c >= 0
-    key = (c.astype(np.int64) << 40) + sec
-    key = np.where(keep, key, -1)
-    order = np.argsort(key, kind="stable")
-    return key[order], order
+def _seconds(ts) -> np.ndarray:
+    return (pd.DatetimeIndex(ts).asi8 // 1_000_000_000).astype(np.int64)
 
 
-def objective_units(assignments: pd.DataFrame, events: pd.DataFrame, action: str, catalogue: Mapping) -> np.ndarray:
+def _joined(*cols: pd.Series) -> pd.Series:
+    out = cols[0].astype(str)
+    for c in cols[1:]:
+        out = out + "|" + c.astype(str)
+    return out
+
+
+class _Windows:
+    """Sums over the events that follow each assignment row: the rows' groups (customer; customer and campaign;
+    customer, action and campaign) and times are encoded once, events as sorted (group << 40 | seconds) keys."""
+
+    def __init__(self, rows: pd.DataFrame):
+        self.t = _seconds(rows["assigned_at"])
+        self.groups = {
+            ("customer_id",): rows["customer_id"].astype(str),
+            ("customer_id", "campaign_id"): _joined(rows["customer_id"], rows["campaign_id"]),
+            ("customer_id", "action_id", "campaign_id"): _joined(rows["customer_id"], rows["action_id"],
+                                                                 rows["campaign_id"]),
+        }
+        self._codes = {by: pd.Index(pd.unique(g)) for by, g in self.groups.items()}
+
+    def sum(self, events: pd.DataFrame, by: tuple[str, ...], days, values: str | None = None) -> np.ndarray:
+        """Per row: the count (or the sum of column `values`) of `events` of the row's group within `days` after
+        the row's time."""
+        codes = self._codes[by]
+        c = codes.get_indexer(_joined(*(events[k] for k in by))).astype(np.int64)
+        keep = c >= 0
+        keys = (c[keep] << 40) + _seconds(events["event_timestamp"])[keep]
+        order = np.argsort(keys, kind="stable")
+        v = None if values is None else np.nan_to_num(events[values].to_numpy(float)[keep][order])
+        lo = (codes.get_indexer(self.groups[by]).astype(np.int64) << 40) + self.t
+        return _window_sum(keys[order], v, lo, lo + (np.asarray(days) * 86400).astype(np.int64))
+
+
+def _of_type(events: pd.DataFrame, event_type: str) -> pd.DataFrame:
+    return events[(events["event_type"] == event_type).to_numpy()]
+
+
+def objective_units(windows: _Windows, events: pd.DataFrame, action: str, catalogue: Mapping) -> np.ndarray:
     """Units of `action`'s objective each assignment row's customer produced within the horizon after it."""
     obj = catalogue[action].objective
-    codes = pd.Index(pd.unique(assignments["customer_id"].astype(str)))
-    c = codes.get_indexer(assignments["customer_id"].astype(str)).astype(np.int64)
-    t = (pd.DatetimeIndex(assignments["assigned_at"]).asi8 // 1_000_000_000).astype(np.int64)
-    lo, hi = (c << 40) + t, (c << 40) + t + int(obj.horizon_days * 86400)
-    if obj.event == "message_converted":
-        ev = events[(events["event_type"] == "message_converted") & (events["action_id"].astype(object) == action)]
-        ev = ev.assign(key=ev["customer_id"].astype(str) + "|" + ev["campaign_id"].astype(str))
-        row_key = assignments["customer_id"].astype(str) + "|" + assignments["campaign_id"].astype(str)
-        codes2 = pd.Index(pd.unique(pd.concat([row_key, ev["key"]])))
-        c2 = codes2.get_indexer(row_key).astype(np.int64)
-        keys, _ = _keyed(ev.rename(columns={"key": "k"}), codes2, by="k")
-        return _window_sum(keys, None, (c2 << 40) + t, (c2 << 40) + t + int(obj.horizon_days * 86400))
-    ev = events[events["event_type"] == obj.event]
-    keys, order = _keyed(ev, codes)
-    values = ev["amount"].to_numpy(float)[order] if obj.measure == "amount" else None
-    if values is not None:
-        values = np.nan_to_num(values)
-    return _window_sum(keys, values, lo, hi)
+    if obj.event == "message_converted":  # only the conversions of this action's own message (same campaign)
+        conv = _of_type(events, "message_converted")
+        conv = conv[(conv["action_id"].astype(str) == action).to_numpy()]
+        return windows.sum(conv, ("customer_id", "campaign_id"), obj.horizon_days)
+    return windows.sum(_of_type(events, obj.event), ("customer_id",), obj.horizon_days,
+                       values="amount" if obj.measure == "amount" else None)
 
 
-def redemptions(assignments: pd.DataFrame, events: pd.DataFrame, horizon_days: np.ndarray) -> np.ndarray:
+def redemptions(windows: _Windows, events: pd.DataFrame, horizon_days: np.ndarray) -> np.ndarray:
     """Conversions of each assigned message (same customer, action and campaign) within its horizon."""
-    conv = events[events["event_type"] == "message_converted"]
-    key = lambda f, a: f["customer_id"].astype(str) + "|" + f[a].astype(str) + "|" + f["campaign_id"].astype(str)  # noqa: E731
-    row_key = key(assignments, "action_id")
-    ev = conv.assign(k=key(conv, "action_id"))
-    codes = pd.Index(pd.unique(pd.concat([row_key, ev["k"]])))
-    c = codes.get_indexer(row_key).astype(np.int64)
-    keys, _ = _keyed(ev, codes, by="k")
-    t = (pd.DatetimeIndex(assignments["assigned_at"]).asi8 // 1_000_000_000).astype(np.int64)
-    return _window_sum(keys, None, (c << 40) + t, (c << 40) + t + (np.asarray(horizon_days) * 86400).astype(np.int64))
+    return windows.sum(_of_type(events, "message_converted"), ("customer_id", "action_id", "campaign_id"),
+                       horizon_days)
 
 
 def outcomes(assignments: pd.DataFrame, events: pd.DataFrame, catalogue: Mapping,
-             data_end: pd.Timestamp, partial_controls: bool = False) -> pd.DataFrame:
+             data_end: pd.Timestamp, partial_controls: bool = False, max_rows: int | None = None,
+             seed: int = 0) -> pd.DataFrame:
     """For every assignment row and every catalogue action it can speak for, the outcome in currency.
 
     Treated rows (action a) get ``y`` for their own action; control rows (``no_action``) get one
     ``y_<action>`` per catalogue action (what they produced without a message, valued as that action
     values it). Returns the assignments with ``y`` (treated rows; NaN for controls) and ``y_<action>``
-    columns, restricted to rows whose horizon is observed."""
-    out = assignments.reset_index(drop=True).copy()
-    horizon = out["action_id"].map({a: act.objective.horizon_days for a, act in catalogue.items()})
+    columns, restricted to rows whose horizon is observed; with `max_rows`, a uniform sample of those (in time
+    order) is measured, so the cost follows the sample, not the log."""
     spans = [act.objective.horizon_days for act in catalogue.values()]
-    horizon = horizon.fillna(min(spans) if partial_controls else max(spans)).to_numpy(float)
-    observed = (out["assigned_at"] + pd.to_timedelta(horizon, unit="D")) <= data_end
+    fill = min(spans) if partial_controls else max(spans)
+
+    def horizons(frame: pd.DataFrame) -> np.ndarray:
+        h = frame["action_id"].map({a: act.objective.horizon_days for a, act in catalogue.items()})
+        return h.fillna(fill).to_numpy(float)
+
+    out = assignments.reset_index(drop=True)
+    observed = (out["assigned_at"] + pd.to_timedelta(horizons(out), unit="D")) <= data_end
     out = out[observed.to_numpy()].reset_index(drop=True)
-    horizon = horizon[observed.to_numpy()]
+    if max_rows is not None and len(out) > max_rows:  # a uniform sample keeps the time mix
+        out = out.sample(max_rows, random_state=seed).sort_values("assigned_at", kind="stable").reset_index(drop=True)
+    else:
+        out = out.copy()
+    horizon = horizons(out)
+    # only the events that can count: the objectives' types and conversions, of the customers measured
+    types = {act.objective.event for act in catalogue.values()} | {"message_converted"}
+    ev = events[events["event_type"].isin(types).to_numpy()]
+    ev = ev[ev["customer_id"].astype(str).isin(pd.unique(out["customer_id"].astype(str))).to_numpy()]
+    windows = _Windows(out)
     treated = out["action_id"].ne(NO_ACTION).to_numpy()
+    action = out["action_id"].to_numpy()
     y = np.full(len(out), np.nan)
-    red = redemptions(out, events, horizon)
+    red = redemptions(windows, ev, horizon)
+    measured: dict[tuple, np.ndarray] = {}  # actions with the same objective share their units
     for a, act in catalogue.items():
-        rows = (out["action_id"] == a).to_numpy()
-        units = objective_units(out, events, a, catalogue)
+        o = act.objective
+        key = (o.event, o.measure, o.horizon_days, a if o.event == "message_converted" else None)
+        if key not in measured:
+            measured[key] = objective_units(windows, ev, a, catalogue)
+        units = measured[key]
+        rows = action == a
         if rows.any():
             y[rows] = act.value * units[rows] - act.incentive * red[rows]
-        seen = (out["assigned_at"] + pd.Timedelta(days=act.objective.horizon_days) <= data_end).to_numpy()
+        seen = (out["assigned_at"] + pd.Timedelta(days=o.horizon_days) <= data_end).to_numpy()
         out[f"y_{a}"] = np.where(treated | ~seen, np.nan, act.value * units)
     out["y"] = y
     out["redemptions"] = np.where(treated, red, 0.0)
