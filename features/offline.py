@@ -4,7 +4,8 @@ Feast's file (Dask) offline store joins every entity row with every snapshot
 of its customer before filtering, which takes minutes and gigabytes for a
 year of weekly snapshots. :class:`SnapshotOfflineStore` keeps the file store
 for everything else (materialization, pulls, saved datasets) and answers
-``get_historical_features`` with one ``pandas.merge_asof`` per feature view:
+``get_historical_features`` with an array join per feature view (keys and
+times ranked into one sorted integer, one binary search per entity row):
 
 - the latest source row with ``timestamp <= entity timestamp`` (within the
   view's ttl when it has one), per join key;
@@ -40,11 +41,87 @@ from feast.utils import _get_requested_feature_views_to_features_dict, _get_requ
 
 from features.pipeline import snapshot_parts
 
-_ROW = "__snapshot_row"
+
+
+def _ns(col: pa.ChunkedArray) -> np.ndarray:
+    """A timestamp column as int64 nanoseconds since the epoch (UTC); nulls as the smallest int64."""
+    if pa.types.is_timestamp(col.type):
+        col = col.cast(pa.timestamp("ns", tz="UTC"))
+    else:
+        col = pa.chunked_array([pa.array(pd.to_datetime(col.to_pandas(), utc=True).dt.as_unit("ns"))])
+    return col.cast(pa.int64()).fill_null(np.iinfo(np.int64).min).to_numpy()
+
+
+class _EntityKeys:
+    """The entity rows' join keys as one integer code per row, and the same codes for source rows (-1 for a key
+    no entity row has). Text keys match as text; each distinct value is hashed once."""
+
+    def __init__(self, columns: list[pd.Series]):
+        self._text = [c.dtype == object or pd.api.types.is_string_dtype(c.dtype) for c in columns]
+        self._index, codes, size = [], np.zeros(len(columns[0]), np.int64), 1
+        for col, text in zip(columns, self._text):
+            values = col.astype(str) if text else col
+            uniques = pd.Index(pd.unique(values.to_numpy()))
+            c = uniques.get_indexer(values)
+            codes = codes * len(uniques) + c
+            size *= max(len(uniques), 1)
+            self._index.append(uniques)
+        if size >= 2**31:
+            raise ValueError("too many distinct entity keys for one point-in-time join")
+        self.left = codes
+
+    def codes(self, columns: list[pa.ChunkedArray]) -> np.ndarray:
+        codes = None
+        for col, index, text in zip(columns, self._index, self._text):
+            col = col.combine_chunks()
+            if text and not pa.types.is_dictionary(col.type):
+                col = col.cast(pa.string()) if not pa.types.is_string(col.type) else col
+                col = col.dictionary_encode()
+            if pa.types.is_dictionary(col.type):
+                dict_values = col.dictionary.to_pandas()
+                per_value = index.get_indexer(dict_values.astype(str) if text else dict_values)
+                ind = col.indices.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
+                c = np.where(ind >= 0, per_value[np.maximum(ind, 0)], -1)
+            else:
+                c = index.get_indexer(col.to_pandas())
+            c = c.astype(np.int64)
+            codes = c if codes is None else np.where((codes >= 0) & (c >= 0), codes * len(index) + c, -1)
+        return codes
+
+
+class _Rows:
+    """Entity rows sorted once by (key, time), so every part's binary search runs over sorted needles."""
+
+    def __init__(self, codes: np.ndarray, ts: np.ndarray):
+        self.order = np.lexsort((ts, codes))
+        self.codes, self.ts = codes[self.order], ts[self.order]
+
+
+def _as_of(left: _Rows, right_codes: np.ndarray, right_ts: np.ndarray, ttl: int | None) -> np.ndarray:
+    """For each entity row (in the caller's order), the index of the newest source row with the same key and a
+    time at or before the row's (not older than `ttl` ns when given); -1 when there is none. A source row is
+    keyed ``key << 32 | rank of its time`` and an entity row ``key << 32 | number of source times at or before
+    it``, so the newest match is the last source key at or below the entity's: one binary search."""
+    out = np.full(len(left.codes), -1, np.int64)
+    r_idx = np.flatnonzero((right_codes >= 0) & (right_ts != np.iinfo(np.int64).min))
+    if not len(r_idx):
+        return out
+    times = np.unique(right_ts[r_idx])
+    r_key = (right_codes[r_idx] << 32) | (np.searchsorted(times, right_ts[r_idx]) + 1)
+    order = np.argsort(r_key, kind="stable")
+    r_key, r_idx = r_key[order], r_idx[order]
+    l_key = (left.codes << 32) | np.searchsorted(times, left.ts, side="right")
+    pos = np.maximum(np.searchsorted(r_key, l_key, side="right") - 1, 0)
+    j = r_idx[pos]
+    hit = (left.codes >= 0) & ((r_key[pos] >> 32) == left.codes) & (right_ts[j] <= left.ts)
+    if ttl is not None:
+        hit &= left.ts - right_ts[j] <= ttl
+    out[left.order] = np.where(hit, j, -1)
+    return out
 
 
 class SnapshotOfflineStoreConfig(DaskOfflineStoreConfig):
-    """Offline store config: Parquet files, point-in-time joins with ``merge_asof``."""
+    """Offline store config: Parquet files, point-in-time joins on sorted arrays."""
 
     type: Literal["features.offline.SnapshotOfflineStore"] = "features.offline.SnapshotOfflineStore"  # type: ignore[assignment]
 
@@ -114,7 +191,7 @@ class SnapshotRetrievalJob(RetrievalJob):
 
 
 class SnapshotOfflineStore(DaskOfflineStore):
-    """The file offline store with a ``merge_asof`` point-in-time join."""
+    """The file offline store with a fast point-in-time join."""
 
     @staticmethod
     def get_historical_features(
@@ -150,8 +227,7 @@ class SnapshotOfflineStore(DaskOfflineStore):
         def evaluate() -> pd.DataFrame:
             out = entity_df.reset_index(drop=True).copy()
             out[ts_col] = pd.to_datetime(out[ts_col], utc=True).dt.as_unit("ns")
-            left = out[[ts_col]].copy()
-            left[_ROW] = np.arange(len(out))
+            left_ts = pd.DatetimeIndex(out[ts_col]).asi8
             columns: dict[str, np.ndarray] = {}
             for fv, feats in fv_features.items():
                 entity_cols = [c.name for c in fv.entity_columns]
@@ -160,44 +236,28 @@ class SnapshotOfflineStore(DaskOfflineStore):
                 path = FileSource.get_uri_for_file_path(config.repo_path, src.path)
                 tsf = src.timestamp_field
                 names = {f: (f"{fv.projection.name_to_use()}__{f}" if full_feature_names else f) for f in feats}
-                ttl = pd.Timedelta(fv.ttl) if fv.ttl and fv.ttl.total_seconds() > 0 else None
-                lk_all = left.copy()
-                for jk in join_keys:
-                    lk_all[jk] = out[jk].to_numpy()
+                ttl = int(pd.Timedelta(fv.ttl).value) if fv.ttl and fv.ttl.total_seconds() > 0 else None
+                keys = _EntityKeys([out[jk] for jk in join_keys])
+                left = _Rows(keys.left, left_ts)
                 best_ts = np.full(len(out), np.iinfo(np.int64).min, np.int64)  # newest match so far per entity row
                 values: dict[str, np.ndarray] = {}
                 for part in snapshot_parts(path):  # one part (a customer chunk of the build) in memory at a time
-                    right = pq.read_table(part, columns=list(dict.fromkeys([*entity_cols, tsf, *feats]))).to_pandas()
-                    right = right.rename(columns=dict(zip(entity_cols, join_keys)))
-                    right[tsf] = pd.to_datetime(right[tsf], utc=True).dt.as_unit("ns")
-                    right = right.rename(columns={tsf: "__snapshot_ts"}).dropna(subset=["__snapshot_ts"])
-                    inside = np.ones(len(lk_all), bool)
-                    for jk in join_keys:
-                        kind = right[jk].dtype
-                        if (kind == object or pd.api.types.is_string_dtype(kind)) and lk_all[jk].dtype != object:
-                            lk_all[jk] = lk_all[jk].astype(str).astype(object)
-                        if kind == object or pd.api.types.is_string_dtype(kind):
-                            right[jk] = right[jk].astype(str).astype(object)
-                        inside &= lk_all[jk].isin(right[jk].unique()).to_numpy()
-                    if not inside.any():
+                    table = pq.read_table(part, columns=list(dict.fromkeys([*entity_cols, tsf, *feats])))
+                    right_codes = keys.codes([table[c] for c in entity_cols])
+                    if not (right_codes >= 0).any():
                         continue
-                    merged = pd.merge_asof(
-                        lk_all[inside].sort_values(ts_col, kind="stable"), right.sort_values("__snapshot_ts", kind="stable"),
-                        left_on=ts_col, right_on="__snapshot_ts", by=join_keys,
-                        direction="backward", allow_exact_matches=True, tolerance=ttl,
-                    )
-                    got = merged["__snapshot_ts"]
-                    t = pd.DatetimeIndex(got).as_unit("ns").asi8  # NaT (no snapshot yet) is masked just below
-                    rows = merged[_ROW].to_numpy()
-                    newer = got.notna().to_numpy() & (t > best_ts[rows])
-                    rows = rows[newer]
-                    best_ts[rows] = t[newer]
+                    right_ts = _ns(table[tsf])
+                    j = _as_of(left, right_codes, right_ts, ttl)
+                    rows = np.flatnonzero(j >= 0)
+                    newer = right_ts[j[rows]] > best_ts[rows]
+                    rows, j = rows[newer], j[rows][newer]
+                    best_ts[rows] = right_ts[j]
                     for f in feats:
-                        col = merged[f].to_numpy()
+                        col = table[f].to_numpy()
                         if f not in values:  # text stays text; numbers become floats (NaN where no snapshot)
                             values[f] = (np.full(len(out), None, object) if col.dtype == object
                                          else np.full(len(out), np.nan, col.dtype if col.dtype.kind == "f" else np.float64))
-                        values[f][rows] = col[newer]
+                        values[f][rows] = col[j]
                 for f in feats:
                     columns[names[f]] = values.get(f, np.full(len(out), np.nan))
             feats_df = pd.DataFrame(columns, index=out.index)
