@@ -235,9 +235,9 @@ def validate_tables(customers: pd.DataFrame, events: pd.DataFrame, names: tuple[
     return cust, ev, out
 
 
-def validate_dir(directory: Path | str, catalogue: Mapping | None = None):
-    """Validate `customers`, `events` and (when present) `assignments` in a folder against the contract and the
-    action catalogue; return (customers, events, violations)."""
+def validate_dir(directory: Path | str, catalogue: Mapping | None = None, assignments: bool = True):
+    """Validate `customers`, `events` and (when present and `assignments`) `assignments` in a folder against the
+    contract and the action catalogue; return (customers, events, violations)."""
     directory = Path(directory)
     out: list[Violation] = []
     paths = {}
@@ -250,7 +250,7 @@ def validate_dir(directory: Path | str, catalogue: Mapping | None = None):
         return None, None, out
     try:
         raw_c, raw_e = read_raw(paths["customers"]), read_raw(paths["events"])
-        a_path = find_table(directory, "assignments")
+        a_path = find_table(directory, "assignments") if assignments else None
         raw_a = read_raw(a_path) if a_path is not None else None
     except Exception as e:  # unreadable file: say which
         return None, None, [Violation(str(directory), "*", f"cannot read: {e}")]
@@ -322,12 +322,26 @@ def load_assignments(directory: Path | str, catalogue: Mapping | None = None,
 
 
 def load_world(directory: Path | str) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Validated customers and events (UTC timestamps, events sorted by time); raise ContractError."""
-    cust, ev, violations = validate_dir(directory)
+    """Validated customers and events (UTC timestamps, events sorted by time, then customer); raise ContractError.
+    The assignments are left to :func:`load_assignments`."""
+    cust, ev, violations = validate_dir(directory, assignments=False)
     if violations:
         raise ContractError(violations)
-    ev = ev.sort_values(["event_timestamp", "customer_id"], kind="stable").reset_index(drop=True)
-    return cust, ev
+    return cust, _in_time_order(ev)
+
+
+def _in_time_order(events: pd.DataFrame) -> pd.DataFrame:
+    """Events sorted by (time, customer id), ties in file order; each distinct id is compared once."""
+    if not len(events):
+        return events.reset_index(drop=True)
+    codes, ids = pd.factorize(events["customer_id"], use_na_sentinel=True)
+    rank = np.append(np.argsort(np.argsort(np.asarray(ids, dtype=str), kind="stable")), len(ids))  # [-1]: no id
+    ts = events["event_timestamp"]
+    t = pd.DatetimeIndex(ts).asi8 if len(ts) else np.zeros(0, np.int64)
+    order = np.lexsort((rank[codes], t))
+    if (order == np.arange(len(order))).all():
+        return events.reset_index(drop=True)
+    return events.iloc[order].reset_index(drop=True)
 
 
 def load_world_part(directory: Path | str, customer_ids: Sequence[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -351,8 +365,7 @@ def load_world_part(directory: Path | str, customer_ids: Sequence[str]) -> tuple
                                                      str(find_table(directory, "events"))))
     if violations:
         raise ContractError(violations)
-    ev = ev.sort_values(["event_timestamp", "customer_id"], kind="stable").reset_index(drop=True)
-    return cust, ev
+    return cust, _in_time_order(ev)
 
 
 def write_world(directory: Path | str, customers: pd.DataFrame, events: pd.DataFrame,

@@ -62,6 +62,16 @@ def test_good_data_passes_and_is_typed(tmp_path):
     assert ev["event_timestamp"].is_monotonic_increasing
 
 
+def test_events_are_loaded_in_time_order_then_by_customer(tmp_path):
+    c, e = good_tables()
+    e = pd.concat([e, e.assign(customer_id=["c", "b", "a", "b"])]).iloc[::-1]  # shuffled, each time twice
+    ev = load_world(write_csv(tmp_path, c, e))[1]
+    key = list(zip(ev["event_timestamp"], ev["customer_id"]))
+    assert key == sorted(key) and len(ev) == 8
+    same_time = ev[ev["event_timestamp"] == pd.Timestamp("2025-01-05T10:00:00Z")]
+    assert same_time["customer_id"].tolist() == ["a", "c"]
+
+
 def test_parquet_round_trip(tmp_path):
     cust, ev = load_world(write_csv(tmp_path, *good_tables()))
     write_world(tmp_path / "pq", cust, ev)
