@@ -115,6 +115,7 @@ class _Events:
         )
         code, ts, etype, chan, action, amount = (a[keep] for a in (code, ts, etype, chan, action, amount))
         order = np.lexsort((ts, code))
+        self.rows = np.flatnonzero(keep)[order]  # each event's row in the frame given
         self.code = code[order].astype(np.int64)
         self.ts = ts[order]
         self.type = etype[order]
@@ -456,12 +457,11 @@ def _frames(X: np.ndarray, ids: np.ndarray, ts: np.ndarray, tz: np.ndarray,
 
 def _snapshot_chunks(customers: pd.DataFrame, events: pd.DataFrame, settings, times: Iterable | None,
                      progress: bool = False):
-    """Yield the ``_Customers`` first, then (X, customer codes, times ns) per customer chunk, rows ordered by time
-    then customer. Memory holds one chunk's rows at a time."""
+    """Yield the ``_Customers`` and ``_Events`` first, then (X, customer codes, times ns) per customer chunk, rows
+    ordered by time then customer. Memory holds one chunk's rows at a time."""
     cust = _Customers(customers)
-    yield cust
-    actions = tuple(settings.actions)
-    ev = _Events(events, cust, actions)
+    ev = _Events(events, cust, tuple(settings.actions))
+    yield cust, ev
     if times is None:
         times = snapshot_times(customers, events, settings.features.cadence_days)
     times_ns = np.unique(np.array([_to_ns(t) for t in times], dtype=np.int64))
@@ -491,7 +491,7 @@ def build_snapshots(
     (:func:`build` writes the same rows chunk by chunk without holding them.)
     """
     actions = tuple(settings.actions)
-    cust, *parts = _snapshot_chunks(customers, events, settings, times, progress)
+    (cust, _), *parts = _snapshot_chunks(customers, events, settings, times, progress)
     X = np.concatenate([p[0] for p in parts]) if parts else np.zeros((0, len(customer_features(actions))), np.float32)
     codes = np.concatenate([p[1] for p in parts]) if parts else np.zeros(0, np.int64)
     ts = np.concatenate([p[2] for p in parts]) if parts else np.zeros(0, np.int64)
@@ -554,27 +554,39 @@ class _SnapshotWriter:
         if not len(ts):
             return
         split = int(np.searchsorted(ts, self.newest_ns))  # rows are in time order
-        for view, df in _frames(X, ids, ts, tz, self.actions).items():
+        cols = np.ascontiguousarray(X.T)  # one contiguous array per feature: Arrow takes it without a copy
+        key = {"customer_id": pa.array(ids, pa.string()),
+               "event_timestamp": pa.array(ts.astype("datetime64[ns]"), pa.timestamp("ns", tz="UTC"))}
+        j = 0
+        for view, feats in views(self.actions).items():
+            columns = dict(key)
+            for f in feats:
+                columns[f] = pa.array(cols[j])
+                j += 1
+            if view == "customer_profile":
+                columns["timezone"] = pa.array(tz, pa.string())
+            table = pa.table(columns)
             path = self.staging[view] / f"part-{self.prefix}-{self.parts:05d}.parquet"
-            older, newest = df.iloc[:split], df.iloc[split:]
-            schema = pa.Schema.from_pandas(df, preserve_index=False)
-            with pq.ParquetWriter(path, schema) as w:
-                for part in (older, newest):
-                    if len(part):
-                        w.write_table(pa.Table.from_pandas(part, schema=schema, preserve_index=False),
-                                      row_group_size=200_000)
+            with pq.ParquetWriter(path, table.schema) as w:
+                for lo, hi in ((0, split), (split, len(ts))):
+                    if hi > lo:
+                        w.write_table(table.slice(lo, hi - lo), row_group_size=200_000)
         self.parts += 1
         self.rows += len(ts)
 
-    def write_history(self, customers: pd.DataFrame, events: pd.DataFrame) -> None:
-        """Customers and events sorted by customer, in small row groups: fast per-customer reads for real-time
-        refresh."""
+    def write_history(self, customers: pd.DataFrame, events: pd.DataFrame, cust: _Customers, ev: _Events) -> None:
+        """Customers and events sorted by customer id (events then by time), in small row groups: fast
+        per-customer reads for real-time refresh. The order comes from the arrays already sorted by customer code."""
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        for name, df, key, group in (("customers", customers, ["customer_id"], 5_000),
-                                     ("events", events, ["customer_id", "event_timestamp"], 20_000)):
-            table = pa.Table.from_pandas(df.sort_values(key, kind="stable"), preserve_index=False)
+        by_id = np.argsort(cust.ids.astype(str), kind="stable")  # customer codes in id order
+        rank = np.empty(cust.n, np.int64)
+        rank[by_id] = np.arange(cust.n)
+        ev_rows = ev.rows[np.argsort(rank[ev.code], kind="stable")]
+        for name, df, rows, group in (("customers", customers.reset_index(drop=True), by_id, 5_000),
+                                      ("events", events.reset_index(drop=True), ev_rows, 20_000)):
+            table = pa.Table.from_pandas(df.take(rows), preserve_index=False)
             # a column with no value in this partition is typed text, as in the others (one dataset schema)
             table = table.cast(pa.schema([pa.field(f.name, pa.string()) if pa.types.is_null(f.type) else f
                                           for f in table.schema]))
@@ -652,10 +664,10 @@ def _build_part(settings, world_dir: Path, ids: list[str] | None, times_ns: np.n
     customers, events = frames if frames is not None else load_world_part(world_dir, ids)
     writer = _SnapshotWriter(staging, tuple(settings.actions), int(times_ns[-1]), prefix)
     chunks = _snapshot_chunks(customers, events, settings, list(times_ns), progress=frames is not None)
-    cust = next(chunks)
+    cust, ev = next(chunks)
     for X, codes, ts in chunks:
         writer.write(X, cust.ids[codes], ts, cust.tz[codes])
-    writer.write_history(customers, events)
+    writer.write_history(customers, events, cust, ev)
     return {"customers": int(len(customers)), "events": int(len(events)), "rows": writer.rows, "parts": writer.parts}
 
 
