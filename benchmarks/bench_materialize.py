@@ -11,7 +11,8 @@ and compares
   customers: at 1M it takes far too long to be worth waiting for);
 
 into SQLite, and into Redis when a ``redis-server`` answers on
-``--redis-host/--redis-port``. It also times ``OnlineFeatures.read`` for 1 and
+``--redis-host/--redis-port`` (there also on a local Dask cluster of two
+workers, each writing its feature parts). It also times ``OnlineFeatures.read`` for 1 and
 100 customers. Prints a table and writes ``benchmarks/results/materialize.md``.
 
     .venv/bin/python benchmarks/bench_materialize.py                 # 100k and 1M
@@ -38,6 +39,7 @@ from _common import machine, machine_line  # noqa: E402
 from features.names import views  # noqa: E402
 from nextbest.settings import load_settings  # noqa: E402
 
+PART = 100_000  # customers per part file of the synthetic snapshot
 ZONES = np.array(["Europe/Paris", "America/New_York", "Asia/Tokyo", "UTC", "Australia/Sydney"], dtype=object)
 
 
@@ -125,8 +127,10 @@ def run(sizes: list[int], plain_max: int, data_root: Path, host: str, port: int)
         snaps = synthetic_latest(n, tuple(load_settings().actions))
         fd = data_dir / "features"
         fd.mkdir(parents=True)
-        for view, df in snaps.items():
-            df.to_parquet(fd / f"{view}.parquet", index=False)
+        for view, df in snaps.items():  # the build's layout: a dataset folder per view, one part per chunk
+            (fd / f"{view}.parquet").mkdir()
+            for k, lo in enumerate(range(0, n, PART)):
+                df.iloc[lo:lo + PART].to_parquet(fd / f"{view}.parquet" / f"part-00000-{k:05d}.parquet", index=False)
         del snaps
         print(f"\n== {n:,} customers (synthetic snapshot written in {time.perf_counter() - t0:.1f}s)")
         for kind in kinds:
@@ -137,16 +141,21 @@ def run(sizes: list[int], plain_max: int, data_root: Path, host: str, port: int)
                 redis.Redis(host=host, port=port).flushdb()
             (fd / "online_store.db").unlink(missing_ok=True)
             store.apply(s)
-            modes = ["packed"] + (["plain"] if n <= plain_max else [])
+            modes = ["packed"] + (["packed, dask 2 workers"] if kind == "redis" else []) + (
+                ["plain"] if n <= plain_max else [])
             for mode in modes:
+                run_s = s
+                if "dask" in mode:  # each feature part written to Redis by a worker of a local cluster
+                    run_s = s.model_copy(update={"engine": s.engine.model_copy(update={"kind": "dask", "workers": 2})})
+                    redis.Redis(host=host, port=port).flushdb()
                 t0 = time.perf_counter()
-                st = store.materialize(s, plain=(mode == "plain"))
+                st = store.materialize(run_s, plain=(mode == "plain"))
                 secs = time.perf_counter() - t0
                 size = (fd / "online_store.db").stat().st_size / 2**20 if kind == "sqlite" else None
                 row = {"customers": n, "online_store": kind, "mode": mode, "features": st["n_features"],
                        "seconds": round(secs, 1), "customers_per_s": round(n / secs),
                        "sqlite_mb": round(size) if size is not None else None}
-                if mode == "packed":
+                if mode.startswith("packed"):
                     row["read_1_ms"] = round(read_latency(s, 1, n), 3)
                     row["read_100_ms"] = round(read_latency(s, 100, n, repeats=100), 3)
                 rows.append(row)
@@ -177,7 +186,7 @@ def markdown(rows: list[dict], info: dict) -> str:
             lines.append(f"| {r['customers']:,} | {r['online_store']} | {r['mode']} | {est} | | | | | |")
             continue
         ratio = ""
-        if r["mode"] == "packed" and r["online_store"] in plain_rate:
+        if r["mode"].startswith("packed") and r["online_store"] in plain_rate:
             ratio = f"{r['customers_per_s'] / plain_rate[r['online_store']]:.0f}x"
         lines.append(
             f"| {r['customers']:,} | {r['online_store']} | {r['mode']} | {r['seconds']} | "
@@ -187,6 +196,9 @@ def markdown(rows: list[dict], info: dict) -> str:
         "",
         "- `packed`: `features.store.materialize` - one float32 vector per customer (view `customer_vector`) "
         "written with the online store's `online_write_batch` in batches of `online_store.write_batch_size`.",
+        "- `packed, dask 2 workers`: the same with `engine.kind: dask` on a local cluster of two processes: each "
+        "feature part's newest vectors are read and written to Redis by a worker, in parallel (cluster start "
+        "included).",
         "- `plain`: `features.store.materialize(plain=True)` - Feast's `FeatureStore.materialize` of the six scalar "
         "views (one online row per customer and feature); skipped above `--plain-max` customers because it would "
         "take tens of minutes (and about 27 GB of SQLite at 1M customers).",
@@ -201,7 +213,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000])
     ap.add_argument("--plain-max", type=int, default=100_000, help="largest size for Feast's plain materialize")
-    ap.add_argument("--data-dir", type=Path, default=Path("/tmp/nextbest-bench"))
+    ap.add_argument("--data-dir", type=Path, default=Path("/tmp/nextbest-bench/materialize"))
     ap.add_argument("--redis-host", default="127.0.0.1")
     ap.add_argument("--redis-port", type=int, default=6379)
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "materialize.md")

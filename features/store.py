@@ -382,6 +382,15 @@ def write_vectors(settings, store, ids, ts_ns, X, timezones, progress: bool = Fa
     return n
 
 
+def _write_part(settings, names: list[str], part: str) -> tuple[int, float]:
+    """One feature part's newest vectors written to the online store (a Dask task: each worker writes its own
+    customers to the shared Redis); returns (customers, read seconds)."""
+    t0 = time.perf_counter()
+    ids, ts, X, tz = latest_snapshot(settings, names, part=part)
+    t_read = time.perf_counter() - t0
+    return write_vectors(settings, get_store(settings), ids, ts, X, tz), t_read
+
+
 def _state(settings) -> dict:
     p = settings.features_dir / STATE_FILE
     return json.loads(p.read_text()) if p.exists() else {}
@@ -397,7 +406,8 @@ def materialize(settings, progress: bool = False, plain: bool = False, store: "F
     """Write every customer's latest snapshot to the online store; return timings.
 
     Default: one packed vector per customer (``customer_vector``), batched
-    through ``online_write_batch``. ``plain=True``: Feast's standard
+    through ``online_write_batch``; with ``engine.kind: dask`` and Redis, each
+    feature part is written by a Dask worker, in parallel. ``plain=True``: Feast's standard
     ``materialize`` of the six scalar views (much slower; for
     ``get_online_features`` users and as a baseline). Customers with real-time
     events newer than the build are then refreshed again, so a rebuild of the
@@ -429,10 +439,19 @@ def materialize(settings, progress: bool = False, plain: bool = False, store: "F
         names = customer_feature_names(settings, store)
         check_registered_catalogue(settings, names)
         _check_vector_view(store.get_feature_view(_defs().VECTOR_VIEW), names, settings)
-        ids, ts, X, tz = latest_snapshot(settings, names)
-        t_read = time.perf_counter() - t0
-        write_vectors(settings, store, ids, ts, X, tz, progress=progress)
-        stats.update(customers=int(len(ids)), n_features=len(names), read_seconds=round(t_read, 2))
+        if settings.engine.kind == "dask" and settings.online_store.kind == "redis":
+            from nextbest.engine import Engine
+
+            parts = [p.name for p in pipeline.snapshot_parts(settings.features_dir / "customer_profile.parquet")]
+            with Engine(settings, progress=progress) as engine:
+                done = engine.map(_write_part, [(settings, names, p) for p in parts], label="online store parts")
+            n, t_read = sum(c for c, _ in done), sum(r for _, r in done)
+            stats.update(engine="dask", parts=len(parts))
+        else:
+            ids, ts, X, tz = latest_snapshot(settings, names)
+            t_read = time.perf_counter() - t0
+            n = write_vectors(settings, store, ids, ts, X, tz, progress=progress)
+        stats.update(customers=int(n), n_features=len(names), read_seconds=round(t_read, 2))
         _set_state(settings, packed_materialized=True, packed_at=datetime.now(timezone.utc).isoformat(),
                    packed_layout=_defs().feature_list_hash(tuple(names)))
     t_write = time.perf_counter() - t0

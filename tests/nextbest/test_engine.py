@@ -26,14 +26,22 @@ def as_values(df: pd.DataFrame, key: list[str]) -> pd.DataFrame:
     return df
 
 
-def test_features_built_on_dask_equal_the_single_process_build(installation, tmp_path):
+@pytest.fixture(scope="module")
+def dask_build(installation, tmp_path_factory):
+    """The installation's world built on a local Dask cluster in a folder of its own: (settings, build summary)."""
     from features import pipeline
 
-    data = tmp_path / "data"
+    data = tmp_path_factory.mktemp("dask") / "data"
     data.mkdir()
     (data / "world").symlink_to(installation.world_dir)
     s = on_dask(installation, data_dir=data)
-    summary = pipeline.build(s)
+    return s, pipeline.build(s)
+
+
+def test_features_built_on_dask_equal_the_single_process_build(installation, dask_build):
+    from features import pipeline
+
+    s, summary = dask_build
     assert summary["engine"] == "dask" and summary["parts"] >= 3  # one part per partition at least
     local = pipeline.read_meta(installation.features_dir)
     assert summary["rows"] == local["rows"]
@@ -61,3 +69,24 @@ def test_batch_scoring_on_dask_decides_as_the_single_process_run(installation, t
     want = as_values(pd.read_parquet(tmp_path / "local.parquet"), ["customer_id"])
     assert (want["action"] != "no_action").sum() > 50
     pd.testing.assert_frame_equal(got, want)
+
+
+def test_the_online_store_filled_on_dask_serves_every_customer_newest_vector(installation, dask_build, redis_port):
+    import numpy as np
+
+    from features import store
+
+    s, _ = dask_build
+    s = s.model_copy(update={"online_store": s.online_store.model_copy(
+        update={"kind": "redis", "redis_port": str(redis_port)})})
+    store.apply(s)
+    stats = store.materialize(s)
+    assert stats["engine"] == "dask" and stats["parts"] >= 3  # each part written by a worker
+    names = store.customer_feature_names(installation)
+    ids, _, X, _ = store.latest_snapshot(installation, names)  # the single-process build's newest rows
+    assert stats["customers"] == len(ids) > 2000
+    online = store.OnlineFeatures(s)
+    got, found, _ = online.read(list(ids) + ["nobody"])
+    cols = [online.index(f) for f in names]
+    assert found[:-1].all() and not found[-1]
+    assert np.array_equal(got[:-1][:, cols], X, equal_nan=True)
