@@ -101,7 +101,8 @@ def _as_of(left: _Rows, right_codes: np.ndarray, right_ts: np.ndarray, ttl: int 
     """For each entity row (in the caller's order), the index of the newest source row with the same key and a
     time at or before the row's (not older than `ttl` ns when given); -1 when there is none. A source row is
     keyed ``key << 32 | rank of its time`` and an entity row ``key << 32 | number of source times at or before
-    it``, so the newest match is the last source key at or below the entity's: one binary search."""
+    it``, so the newest match is the last source key at or below the entity's: one binary search, over only the
+    entity rows whose key this source has (a part holds some customers: the cost follows the part)."""
     out = np.full(len(left.codes), -1, np.int64)
     r_idx = np.flatnonzero((right_codes >= 0) & (right_ts != np.iinfo(np.int64).min))
     if not len(r_idx):
@@ -110,13 +111,21 @@ def _as_of(left: _Rows, right_codes: np.ndarray, right_ts: np.ndarray, ttl: int 
     r_key = (right_codes[r_idx] << 32) | (np.searchsorted(times, right_ts[r_idx]) + 1)
     order = np.argsort(r_key, kind="stable")
     r_key, r_idx = r_key[order], r_idx[order]
-    l_key = (left.codes << 32) | np.searchsorted(times, left.ts, side="right")
+    # the entity rows (sorted by key) whose key is among the source's: one range per key
+    keys = np.unique(r_key >> 32)
+    lo, hi = np.searchsorted(left.codes, keys, "left"), np.searchsorted(left.codes, keys, "right")
+    n = hi - lo
+    if not n.sum():
+        return out
+    sel = np.repeat(lo - np.cumsum(n) + n, n) + np.arange(n.sum())
+    codes, ts = left.codes[sel], left.ts[sel]
+    l_key = (codes << 32) | np.searchsorted(times, ts, side="right")
     pos = np.maximum(np.searchsorted(r_key, l_key, side="right") - 1, 0)
     j = r_idx[pos]
-    hit = (left.codes >= 0) & ((r_key[pos] >> 32) == left.codes) & (right_ts[j] <= left.ts)
+    hit = ((r_key[pos] >> 32) == codes) & (right_ts[j] <= ts)
     if ttl is not None:
-        hit &= left.ts - right_ts[j] <= ttl
-    out[left.order] = np.where(hit, j, -1)
+        hit &= ts - right_ts[j] <= ttl
+    out[left.order[sel]] = np.where(hit, j, -1)
     return out
 
 
