@@ -254,9 +254,10 @@ class StagePeaks:
 
 
 def build_world(root: Path, customers: int, days: int = 365, seed: int = 7, train: bool = True,
-                progress: bool = False, score: bool = False) -> dict:
-    """Simulate + features + apply + packed materialize (+ train, + batch scoring of the whole base) into
-    ``root``; return each stage's seconds and peak memory (MB)."""
+                progress: bool = False, score: bool = False, dask: bool = False) -> dict:
+    """Simulate + features + apply + packed materialize (+ train, + batch scoring of the whole base, + the
+    features build and batch scoring again on a local Dask cluster) into ``root``; return each stage's seconds
+    and peak memory (MB)."""
     from features import pipeline, store
     from simulator.world import simulate
 
@@ -294,6 +295,17 @@ def build_world(root: Path, customers: int, days: int = 365, seed: int = 7, trai
             with peaks.stage("batch_score"):
                 st = batch_score(s, None, root / "scores.parquet")
             info["batch"] = {k: v for k, v in st.items() if k != "actions"}
+            if dask:  # the same build and scoring on a local Dask cluster of two processes, timed beside
+                on_dask = {"engine": s.engine.model_copy(update={"kind": "dask", "workers": 2})}
+                data = root / "dask"
+                data.mkdir()
+                (data / "world").symlink_to(s.world_dir.resolve())
+                with peaks.stage("features_build_dask"):
+                    pipeline.build(s.model_copy(update={**on_dask, "paths": s.paths.model_copy(
+                        update={"data_dir": data})}))
+                with peaks.stage("batch_score_dask"):
+                    batch_score(s.model_copy(update=on_dask), None, root / "scores-dask.parquet")
+                shutil.rmtree(data, ignore_errors=True)
         (root / "ready.json").write_text(json.dumps(info, default=str))
     peaks.close()
     return info

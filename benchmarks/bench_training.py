@@ -36,16 +36,16 @@ from _common import SCRATCH, machine, machine_line, md_table, print_table, write
 
 STAGES = ["simulate", "features_build", "apply", "materialize", "train_load_sources",
           "train_activation", "train_churn", "train_channel", "train_send_time", "train_effect", "train_total",
-          "batch_score"]
+          "batch_score", "features_build_dask", "batch_score_dask"]
 MEMORY_STAGES = ["simulate", "features_build", "apply", "materialize", "train_total", "batch_score"]
 PIPELINE = ("features_build", "apply", "materialize", "train_total")  # the target: within 20 min and 10 GB at 1M
 
 
-def _child(root: str, customers: int, days: int, q) -> None:
+def _child(root: str, customers: int, days: int, dask: bool, q) -> None:
     try:
         from _common import build_world
 
-        info = build_world(Path(root), customers, days=days, progress=True, score=True)
+        info = build_world(Path(root), customers, days=days, progress=True, score=True, dask=dask)
         info["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
         q.put(info)
     except BaseException as e:  # report, do not hang the parent
@@ -54,11 +54,11 @@ def _child(root: str, customers: int, days: int, q) -> None:
         q.put({"error": f"{type(e).__name__}: {e}", "trace": traceback.format_exc()})
 
 
-def run_size(root: Path, customers: int, days: int) -> dict:
+def run_size(root: Path, customers: int, days: int, dask: bool = False) -> dict:
     ctx = mp.get_context("spawn")
     q = ctx.Queue()
     t0 = time.perf_counter()
-    p = ctx.Process(target=_child, args=(str(root), customers, days, q))
+    p = ctx.Process(target=_child, args=(str(root), customers, days, dask, q))
     p.start()
     info = q.get()
     p.join()
@@ -176,6 +176,9 @@ def markdown(rows: list[dict], info: dict, cmd: str) -> str:
         "reading the world and the snapshot list once for all heads.",
         "- Each head samples at most `training.max_rows` rows, so fit time is bounded; dataset building and the "
         "feature reads grow with the world.",
+        "- `features_build_dask`, `batch_score_dask`: the same build (into a folder of its own) and the same "
+        "scoring with `engine.kind: dask` on a local cluster of two worker processes started for the command "
+        "(cluster start included; the workers' memory is not in this process's peak). Not in the totals.",
     ]
     est = [r for r in rows if r.get("estimate")]
     for r in est:
@@ -199,6 +202,8 @@ def main() -> None:
     ap.add_argument("--scratch", type=Path, default=SCRATCH / "training")
     ap.add_argument("--keep", action="store_true", help="keep the scratch worlds (bench_batch.py can reuse w<N>)")
     ap.add_argument("--name", default="training")
+    ap.add_argument("--dask-max", type=int, default=100_000,
+                    help="also time the features build and batch scoring on a local Dask cluster up to this size")
     ap.add_argument("--render-only", action="store_true", help="rewrite results/<name>.md and .png from the .json")
     a = ap.parse_args()
     if a.render_only:
@@ -222,7 +227,7 @@ def main() -> None:
                 continue
         root = a.scratch / f"w{n}"
         print(f"== {n:,} customers -> {root}", flush=True)
-        r = run_size(root, n, a.days)
+        r = run_size(root, n, a.days, dask=n <= a.dask_max)
         rows.append(r)
         print(json.dumps({k: v for k, v in r.items() if k != "train"}, default=str, indent=1), flush=True)
         if not a.keep:
