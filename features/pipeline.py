@@ -661,7 +661,8 @@ def _build_part(settings, world_dir: Path, ids: list[str] | None, times_ns: np.n
     Dask worker, or in this process with the world already loaded as ``frames``)."""
     from nextbest.contract import load_world_part
 
-    customers, events = frames if frames is not None else load_world_part(world_dir, ids)
+    # the event arrays sort themselves by customer and time: file order is enough
+    customers, events = frames if frames is not None else load_world_part(world_dir, ids, in_time_order=False)
     writer = _SnapshotWriter(staging, tuple(settings.actions), int(times_ns[-1]), prefix)
     chunks = _snapshot_chunks(customers, events, settings, list(times_ns), progress=frames is not None)
     cust, ev = next(chunks)
@@ -701,7 +702,7 @@ def build(settings, world_dir: Path | str | None = None, progress: bool = False)
     fd.mkdir(parents=True, exist_ok=True)
     with Engine(settings, progress=progress) as engine:
         if engine.kind == "local":
-            customers, events = load_world(world_dir)
+            customers, events = load_world(world_dir, in_time_order=False)
         else:
             customers, events = _world_outline(world_dir)
         t_load = _time.perf_counter() - t0

@@ -321,13 +321,14 @@ def load_assignments(directory: Path | str, catalogue: Mapping | None = None,
     return a.sort_values(["assigned_at", "customer_id"], kind="stable").reset_index(drop=True)
 
 
-def load_world(directory: Path | str) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Validated customers and events (UTC timestamps, events sorted by time, then customer); raise ContractError.
+def load_world(directory: Path | str, in_time_order: bool = True) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Validated customers and events (UTC timestamps; events sorted by time, then customer, unless
+    `in_time_order` is False: file order, for readers that order them their own way); raise ContractError.
     The assignments are left to :func:`load_assignments`."""
     cust, ev, violations = validate_dir(directory, assignments=False)
     if violations:
         raise ContractError(violations)
-    return cust, _in_time_order(ev)
+    return cust, _in_time_order(ev) if in_time_order else ev
 
 
 def _in_time_order(events: pd.DataFrame) -> pd.DataFrame:
@@ -344,7 +345,8 @@ def _in_time_order(events: pd.DataFrame) -> pd.DataFrame:
     return events.iloc[order].reset_index(drop=True)
 
 
-def load_world_part(directory: Path | str, customer_ids: Sequence[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
+def load_world_part(directory: Path | str, customer_ids: Sequence[str],
+                    in_time_order: bool = True) -> tuple[pd.DataFrame, pd.DataFrame]:
     """:func:`load_world` for some customers only: their rows and events (Parquet reads only those rows; a CSV
     is read whole, then filtered), validated the same way; raise ContractError."""
     directory = Path(directory)
@@ -365,7 +367,7 @@ def load_world_part(directory: Path | str, customer_ids: Sequence[str]) -> tuple
                                                      str(find_table(directory, "events"))))
     if violations:
         raise ContractError(violations)
-    return cust, _in_time_order(ev)
+    return cust, _in_time_order(ev) if in_time_order else ev
 
 
 def write_world(directory: Path | str, customers: pd.DataFrame, events: pd.DataFrame,
