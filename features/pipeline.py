@@ -437,22 +437,25 @@ def _chunks(cust: _Customers, ev: _Events, times: np.ndarray) -> list[tuple[int,
     return bounds or [(0, 0)]
 
 
+def _view_columns(columns, tz: np.ndarray, actions: tuple[str, ...]):
+    """Yield (view, {column name: array}) in the feature service's layout: ``columns[j]`` is feature j of
+    ``names.customer_features``; the profile view also carries the timezone. Key columns are the caller's."""
+    j = 0
+    for view, feats in views(actions).items():
+        cols = {f: columns[j + k] for k, f in enumerate(feats)}
+        j += len(feats)
+        if view == "customer_profile":
+            cols["timezone"] = tz
+        yield view, cols
+
+
 def _frames(X: np.ndarray, ids: np.ndarray, ts: np.ndarray, tz: np.ndarray,
             actions: tuple[str, ...]) -> dict[str, pd.DataFrame]:
     key = {
         "customer_id": ids,
         "event_timestamp": pd.DatetimeIndex(ts.astype("datetime64[ns]"), tz="UTC") if len(ts) else pd.DatetimeIndex([], tz="UTC"),
     }
-    out, j = {}, 0
-    for view, feats in views(actions).items():
-        cols = dict(key)
-        for f in feats:
-            cols[f] = X[:, j]
-            j += 1
-        if view == "customer_profile":
-            cols["timezone"] = tz
-        out[view] = pd.DataFrame(cols)
-    return out
+    return {view: pd.DataFrame({**key, **cols}) for view, cols in _view_columns(X.T, tz, actions)}
 
 
 def _snapshot_chunks(customers: pd.DataFrame, events: pd.DataFrame, settings, times: Iterable | None,
@@ -554,18 +557,12 @@ class _SnapshotWriter:
         if not len(ts):
             return
         split = int(np.searchsorted(ts, self.newest_ns))  # rows are in time order
-        cols = np.ascontiguousarray(X.T)  # one contiguous array per feature: Arrow takes it without a copy
         key = {"customer_id": pa.array(ids, pa.string()),
                "event_timestamp": pa.array(ts.astype("datetime64[ns]"), pa.timestamp("ns", tz="UTC"))}
-        j = 0
-        for view, feats in views(self.actions).items():
-            columns = dict(key)
-            for f in feats:
-                columns[f] = pa.array(cols[j])
-                j += 1
-            if view == "customer_profile":
-                columns["timezone"] = pa.array(tz, pa.string())
-            table = pa.table(columns)
+        # one contiguous array per feature: Arrow takes it without a copy
+        for view, cols in _view_columns(np.ascontiguousarray(X.T), tz, self.actions):
+            table = pa.table({**key, **{c: pa.array(v, pa.string() if c == "timezone" else None)
+                                        for c, v in cols.items()}})
             path = self.staging[view] / f"part-{self.prefix}-{self.parts:05d}.parquet"
             with pq.ParquetWriter(path, table.schema) as w:
                 for lo, hi in ((0, split), (split, len(ts))):
@@ -661,8 +658,7 @@ def _build_part(settings, world_dir: Path, ids: list[str] | None, times_ns: np.n
     Dask worker, or in this process with the world already loaded as ``frames``)."""
     from nextbest.contract import load_world_part
 
-    # the event arrays sort themselves by customer and time: file order is enough
-    customers, events = frames if frames is not None else load_world_part(world_dir, ids, in_time_order=False)
+    customers, events = frames if frames is not None else load_world_part(world_dir, ids)
     writer = _SnapshotWriter(staging, tuple(settings.actions), int(times_ns[-1]), prefix)
     chunks = _snapshot_chunks(customers, events, settings, list(times_ns), progress=frames is not None)
     cust, ev = next(chunks)

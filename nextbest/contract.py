@@ -337,18 +337,16 @@ def _in_time_order(events: pd.DataFrame) -> pd.DataFrame:
         return events.reset_index(drop=True)
     codes, ids = pd.factorize(events["customer_id"], use_na_sentinel=True)
     rank = np.append(np.argsort(np.argsort(np.asarray(ids, dtype=str), kind="stable")), len(ids))  # [-1]: no id
-    ts = events["event_timestamp"]
-    t = pd.DatetimeIndex(ts).asi8 if len(ts) else np.zeros(0, np.int64)
-    order = np.lexsort((rank[codes], t))
+    order = np.lexsort((rank[codes], pd.DatetimeIndex(events["event_timestamp"]).asi8))
     if (order == np.arange(len(order))).all():
         return events.reset_index(drop=True)
     return events.iloc[order].reset_index(drop=True)
 
 
-def load_world_part(directory: Path | str, customer_ids: Sequence[str],
-                    in_time_order: bool = True) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """:func:`load_world` for some customers only: their rows and events (Parquet reads only those rows; a CSV
-    is read whole, then filtered), validated the same way; raise ContractError."""
+def load_world_part(directory: Path | str, customer_ids: Sequence[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """:func:`load_world` for some customers only (events in file order, as with ``in_time_order=False``): their
+    rows and events (Parquet reads only those rows; a CSV is read whole, then filtered), validated the same way;
+    raise ContractError."""
     directory = Path(directory)
     ids = [str(c) for c in customer_ids]
     frames = []
@@ -367,7 +365,7 @@ def load_world_part(directory: Path | str, customer_ids: Sequence[str],
                                                      str(find_table(directory, "events"))))
     if violations:
         raise ContractError(violations)
-    return cust, _in_time_order(ev) if in_time_order else ev
+    return cust, ev
 
 
 def write_world(directory: Path | str, customers: pd.DataFrame, events: pd.DataFrame,

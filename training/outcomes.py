@@ -57,24 +57,21 @@ class _Windows:
 
     def __init__(self, rows: pd.DataFrame):
         self.t = _seconds(rows["assigned_at"])
-        self.groups = {
-            ("customer_id",): rows["customer_id"].astype(str),
-            ("customer_id", "campaign_id"): _joined(rows["customer_id"], rows["campaign_id"]),
-            ("customer_id", "action_id", "campaign_id"): _joined(rows["customer_id"], rows["action_id"],
-                                                                 rows["campaign_id"]),
-        }
-        self._codes = {by: pd.Index(pd.unique(g)) for by, g in self.groups.items()}
+        self._groups = {}  # group columns -> (each row's group code, the groups)
+        for by in (("customer_id",), ("customer_id", "campaign_id"), ("customer_id", "action_id", "campaign_id")):
+            codes, groups = pd.factorize(_joined(*(rows[k] for k in by)))
+            self._groups[by] = codes.astype(np.int64), pd.Index(groups)
 
     def sum(self, events: pd.DataFrame, by: tuple[str, ...], days, values: str | None = None) -> np.ndarray:
         """Per row: the count (or the sum of column `values`) of `events` of the row's group within `days` after
         the row's time."""
-        codes = self._codes[by]
+        row_codes, codes = self._groups[by]
         c = codes.get_indexer(_joined(*(events[k] for k in by))).astype(np.int64)
         keep = c >= 0
         keys = (c[keep] << 40) + _seconds(events["event_timestamp"])[keep]
         order = np.argsort(keys, kind="stable")
         v = None if values is None else np.nan_to_num(events[values].to_numpy(float)[keep][order])
-        lo = (codes.get_indexer(self.groups[by]).astype(np.int64) << 40) + self.t
+        lo = (row_codes << 40) + self.t
         return _window_sum(keys[order], v, lo, lo + (np.asarray(days) * 86400).astype(np.int64))
 
 
