@@ -28,8 +28,10 @@ Actions with fewer than ``effects.min_assignments`` randomised assignments in
 the training window are not *learned*: serving falls back to the catalogue's
 prior for them, flagged.
 
-Quality is measured on a held-out time window, per action, with the Qini
-coefficient (area between the model's uplift curve and random targeting) and
+Quality is measured on a held-out time window, per action, against the
+controls the action's campaigns would have sent it to (``control_weights``:
+each control weighs the action's share among the treated of its campaign and
+stage), with the Qini coefficient (area between the model's uplift curve and random targeting) and
 the uplift among the top 30% the model ranks highest, beside the same for the
 prior's ranking (P(click) x driver score, today's response-ranked policy).
 """
@@ -45,7 +47,7 @@ import pandas as pd
 from features.message import MESSAGE_INPUTS, OPTION_INPUTS, effect_matrix, effect_scale, message_inputs
 from nextbest.model_contract import Head
 from nextbest.settings import Settings
-from nextbest.vocabulary import CHANNELS, EFFECT_MODEL, NO_ACTION, STAGES
+from nextbest.vocabulary import CHANNELS, EFFECT_MODEL, NO_ACTION
 
 WINSOR = (0.001, 0.999)
 TOP_SHARE = 0.30  # "uplift in the top 30%"
@@ -278,27 +280,51 @@ def fit_effects(settings: Settings, data: EffectData) -> EffectFit:
 # --------------------------------------------------------------------------- quality
 
 
-def _curve(score: np.ndarray, y: np.ndarray, is_t: np.ndarray) -> tuple[np.ndarray, float, float]:
+def _curve(score: np.ndarray, y: np.ndarray, is_t: np.ndarray, weight: np.ndarray | None = None
+           ) -> tuple[np.ndarray, float, float]:
     """Uplift per customer of targeting the top fraction f (f = 0.1 .. 1.0) ranked by `score`; its area minus
-    the area of random targeting (the Qini coefficient); uplift among the top TOP_SHARE."""
+    the area of random targeting (the Qini coefficient); uplift among the top TOP_SHARE. `weight`: how much each
+    row counts in its group's mean (the controls' ``control_weights``; 1 by default)."""
     order = np.argsort(-score, kind="stable")
-    y, is_t = y[order], is_t[order]
+    w = np.ones(len(y)) if weight is None else np.asarray(weight, float)
+    y, is_t, w = y[order], is_t[order], w[order]
     n = len(y)
+
+    def uplift(k: int) -> float:
+        t, c = is_t[:k], ~is_t[:k]
+        wt, wc = w[:k][t], w[:k][c]
+        if wt.sum() <= 0 or wc.sum() <= 0:
+            return float("nan")
+        return float(np.average(y[:k][t], weights=wt) - np.average(y[:k][c], weights=wc))
+
     points = []
     for frac in np.linspace(0.1, 1.0, CURVE_POINTS):
         k = max(int(round(frac * n)), 1)
-        t, c = is_t[:k], ~is_t[:k]
-        if t.sum() == 0 or c.sum() == 0:
-            points.append(0.0)
-            continue
-        points.append((y[:k][t].mean() - y[:k][c].mean()) * k / n)
+        u = uplift(k)
+        points.append(0.0 if np.isnan(u) else u * k / n)
     points = np.array(points)
     overall = points[-1]
     area = points.mean() - overall * np.linspace(0.1, 1.0, CURVE_POINTS).mean()
-    k = max(int(round(TOP_SHARE * n)), 1)
-    t, c = is_t[:k], ~is_t[:k]
-    top = float(y[:k][t].mean() - y[:k][c].mean()) if t.any() and c.any() else float("nan")
-    return points, float(area), top
+    return points, float(area), uplift(max(int(round(TOP_SHARE * n)), 1))
+
+
+def control_weights(frame: pd.DataFrame, actions: list[str]) -> np.ndarray:
+    """[n, A] how much each control row speaks for each action: the action's share among the treated rows of
+    the control's cell - its campaign (randomised within itself) and its lifecycle stage at assignment. An
+    action's controls are then the customers its campaigns would have sent it to, in the same mix: a campaign
+    that sends an offer only to at-risk customers is not compared with the active ones it never targeted.
+    Rows without a campaign form one cell per stage. Treated rows weigh 0."""
+    n = len(frame)
+    control = frame["action_id"].eq(NO_ACTION).to_numpy()
+    campaign = frame["campaign_id"] if "campaign_id" in frame else pd.Series(np.full(n, None), index=frame.index)
+    cell, _ = pd.factorize(pd.MultiIndex.from_arrays([campaign.fillna("").astype(str).to_numpy(),
+                                                      frame["stage"].to_numpy()]))
+    action = frame["action_id"].map({a: i for i, a in enumerate(actions)}).fillna(-1).astype(int).to_numpy()
+    counts = np.zeros((cell.max() + 1 if n else 0, len(actions)))
+    sent = ~control & (action >= 0)
+    np.add.at(counts, (cell[sent], action[sent]), 1.0)
+    share = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1.0)
+    return np.where(control[:, None], share[cell], 0.0)
 
 
 def amount_actions(settings: Settings, actions: list[str]) -> np.ndarray:
@@ -322,25 +348,28 @@ def _prior_score(settings: Settings, data: EffectData, a: int, rows: np.ndarray,
 
 
 def uplift_report(settings: Settings, data: EffectData, head: Head, split: str = "test") -> dict:
-    """Per action, on the test window (or another `split`): treated vs eligible controls, the increment with a 95%
-    interval, and the Qini coefficient / top-30% uplift of the model's ranking beside the prior's."""
+    """Per action, on the test window (or another `split`): treated vs the controls its campaigns would have sent
+    it to (``control_weights``), the increment with a 95% interval, and the Qini coefficient / top-30% uplift of
+    the model's ranking beside the prior's."""
     f = data.frame
     test = f["split"].eq(split).to_numpy()
     control = f["action_id"].eq(NO_ACTION).to_numpy()
+    weights_all = control_weights(f, data.actions)
     out: dict = {"actions": {}}
     qini, weights = [], []
     for a, name in enumerate(data.actions):
         act = settings.actions[name]
         t_rows = np.flatnonzero(test & (f["action_id"] == name).to_numpy())
-        c_rows = np.flatnonzero(test & control)
-        c_rows = c_rows[np.isin(f["stage"].to_numpy()[c_rows], [STAGES.index(s) for s in act.stages])
-                        & np.isfinite(f[f"y_{name}"].to_numpy(float)[c_rows])]
-        entry: dict = {"treated": int(len(t_rows)), "controls": int(len(c_rows))}
-        if len(t_rows) >= 30 and len(c_rows) >= 30:
+        c_rows = np.flatnonzero(test & control & (weights_all[:, a] > 0) & np.isfinite(f[f"y_{name}"].to_numpy(float)))
+        wc = weights_all[c_rows, a]
+        n_eff = float(wc.sum() ** 2 / (wc ** 2).sum()) if len(wc) else 0.0  # controls' effective number
+        entry: dict = {"treated": int(len(t_rows)), "controls": int(round(n_eff))}
+        if len(t_rows) >= 30 and n_eff >= 30:
             yt = f["y"].to_numpy(float)[t_rows]
             yc = f[f"y_{name}"].to_numpy(float)[c_rows]
-            diff = yt.mean() - yc.mean()
-            se = float(np.sqrt(yt.var(ddof=1) / len(yt) + yc.var(ddof=1) / len(yc)))
+            mc = np.average(yc, weights=wc)
+            diff = yt.mean() - mc
+            se = float(np.sqrt(yt.var(ddof=1) / len(yt) + np.average((yc - mc) ** 2, weights=wc) / n_eff))
             entry.update(increment=float(diff), ci_low=float(diff - 1.96 * se), ci_high=float(diff + 1.96 * se))
             # the controls are scored on the action's channels they can be reached on, at their own hour
             t_ch = f["channel"].map({c: i for i, c in enumerate(CHANNELS)}).to_numpy()[t_rows].astype(int)
@@ -350,10 +379,11 @@ def uplift_report(settings: Settings, data: EffectData, head: Head, split: str =
             ch = np.concatenate([t_ch, c_ch])
             y = np.concatenate([yt, yc])
             is_t = np.r_[np.ones(len(t_rows), bool), np.zeros(len(c_rows), bool)]
+            w = np.r_[np.ones(len(t_rows)), wc]
             model = predict_increments(settings, head, data, rows, a, ch)
             prior = _prior_score(settings, data, a, rows, ch)
-            pts, area, top = _curve(model, y, is_t)
-            ppts, parea, ptop = _curve(prior, y, is_t)
+            pts, area, top = _curve(model, y, is_t, w)
+            ppts, parea, ptop = _curve(prior, y, is_t, w)
             entry.update(qini=area, top30=top, curve=pts.round(4).tolist(), prior_qini=parea, prior_top30=ptop,
                          prior_curve=ppts.round(4).tolist())
             qini.append(area)
@@ -363,4 +393,3 @@ def uplift_report(settings: Settings, data: EffectData, head: Head, split: str =
     prior = [e["prior_qini"] for e in out["actions"].values() if "prior_qini" in e]
     out["prior_qini"] = float(np.average(prior, weights=weights)) if prior else float("nan")
     return out
-

@@ -96,6 +96,38 @@ def ab_campaign(tmp_path_factory):
     return s, results, decisions
 
 
+def test_an_actions_controls_are_those_its_campaigns_would_have_sent_it_to():
+    """A retention offer sent only to at-risk customers is compared with the at-risk controls of its campaigns,
+    not with the active customers of another campaign (who spend far more without any message)."""
+    from training.effects import control_weights
+
+    frame = pd.DataFrame({
+        "campaign_id": ["k1"] * 6 + ["k2"] * 4 + [None] * 3,
+        "stage": [3, 3, 3, 3, 2, 2, 3, 3, 2, 2, 1, 1, 1],
+        "action_id": ["offer", "offer", "mail", "no_action", "mail", "no_action",  # k1: at risk 2:1, active mail
+                      "mail", "no_action", "mail", "no_action",  # k2: only mail
+                      "nudge", "no_action", "no_action"]})  # the product's own log: no campaign, one cell per stage
+    w = control_weights(frame, ["offer", "mail", "nudge"])
+    assert w.shape == (13, 3)
+    assert np.allclose(w[3], [2 / 3, 1 / 3, 0])  # at-risk control of k1: offer twice as often as mail
+    assert np.allclose(w[5], [0, 1, 0]) and np.allclose(w[7], [0, 1, 0]) and np.allclose(w[9], [0, 1, 0])
+    assert np.allclose(w[[11, 12]], [[0, 0, 1]] * 2)
+    assert (w[frame["action_id"].ne("no_action").to_numpy()] == 0).all()  # treated rows are not controls
+
+
+def test_the_uplift_curve_weighs_each_control_by_how_much_it_speaks_for_the_action():
+    from training.effects import _curve
+
+    y = np.array([10.0, 0.0, 100.0, 0.0, 0.0])
+    is_t = np.array([True, True, False, False, False])
+    score = np.array([5.0, 4.0, 3.0, 2.0, 1.0])
+    # the control who spent 100 belongs to a cell the action was never sent to: weight 0
+    pts, _, top = _curve(score, y, is_t, np.array([1, 1, 0, 1, 1.0]))
+    assert np.isnan(top)  # the top 30% (two rows) holds no control: no uplift to show
+    assert pts[-1] == pytest.approx(5.0 - 0.0)  # everyone: treated mean 5, weighted controls' mean 0
+    assert _curve(score, y, is_t)[0][-1] == pytest.approx(5.0 - 100 / 3)
+
+
 @pytest.mark.slow
 def test_both_emails_are_learned_from_the_assignments(ab_campaign):
     from nextbest.model_contract import load_version
