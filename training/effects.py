@@ -31,15 +31,17 @@ prior for them, flagged.
 Quality is measured on a held-out time window, per action, against the
 controls the action's campaigns would have sent it to (``control_weights``:
 each control weighs the action's share among the treated of its campaign and
-stage), with the Qini coefficient (area between the model's uplift curve and random targeting) and
-the uplift among the top 30% the model ranks highest, beside the same for the
-prior's ranking (P(click) x driver score, today's response-ranked policy).
+stage), with the Qini coefficient (area between the model's uplift curve and
+random targeting) and the uplift among the top 30% the model ranks highest,
+beside the same for the prior's ranking (P(click) x driver score, today's
+response-ranked policy).
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 import pandas as pd
@@ -91,6 +93,12 @@ class EffectData:
     @property
     def inputs(self) -> list[str]:
         return [*self.features, *OPTION_INPUTS]
+
+    @cached_property
+    def action_controls(self) -> np.ndarray:
+        """[n, A] how much each control row speaks for each action (``control_weights``), computed once for
+        every split and every model the data judges."""
+        return control_weights(self.frame, self.actions)
 
     @property
     def index(self) -> dict[str, int]:
@@ -354,14 +362,14 @@ def uplift_report(settings: Settings, data: EffectData, head: Head, split: str =
     f = data.frame
     test = f["split"].eq(split).to_numpy()
     control = f["action_id"].eq(NO_ACTION).to_numpy()
-    weights_all = control_weights(f, data.actions)
     out: dict = {"actions": {}}
     qini, weights = [], []
     for a, name in enumerate(data.actions):
         act = settings.actions[name]
         t_rows = np.flatnonzero(test & (f["action_id"] == name).to_numpy())
-        c_rows = np.flatnonzero(test & control & (weights_all[:, a] > 0) & np.isfinite(f[f"y_{name}"].to_numpy(float)))
-        wc = weights_all[c_rows, a]
+        c_rows = np.flatnonzero(test & control & (data.action_controls[:, a] > 0)
+                                & np.isfinite(f[f"y_{name}"].to_numpy(float)))
+        wc = data.action_controls[c_rows, a]
         n_eff = float(wc.sum() ** 2 / (wc ** 2).sum()) if len(wc) else 0.0  # controls' effective number
         entry: dict = {"treated": int(len(t_rows)), "controls": int(round(n_eff))}
         if len(t_rows) >= 30 and n_eff >= 30:

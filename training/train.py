@@ -138,7 +138,8 @@ def train_head(settings: Settings, head: str, src, use_tuned: bool = True, oracl
         with silenced_stderr():
             info = mlflow.lightgbm.log_model(
                 model.booster, name="model", signature=_signature(ds, pred), registered_model_name=name,
-                metadata={"nextbest": json.loads(json.dumps(contract, default=str))}, pip_requirements=_requirements(),
+                metadata={"nextbest": json.loads(json.dumps(contract, default=str))},
+                pip_requirements=_requirements(),
             )
         version = str(info.registered_model_version)
         mlflow.set_tag("registered_version", version)
@@ -240,7 +241,8 @@ def train_effect_model(settings: Settings, src, oracle=None, progress: bool = Fa
             mlflow.log_text(booster.model_to_string(), f"baselines/{key}.lgb")
         with silenced_stderr():
             info = mlflow.lightgbm.log_model(fit.effect.booster, name="model", registered_model_name=name,
-                                             pip_requirements=_requirements(), metadata={"nextbest": json.loads(json.dumps(contract, default=str))})
+                                             pip_requirements=_requirements(),
+                                             metadata={"nextbest": json.loads(json.dumps(contract, default=str))})
         version = str(info.registered_model_version)
         mlflow.set_tag("registered_version", version)
     from mlflow import MlflowClient
