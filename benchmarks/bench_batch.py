@@ -61,14 +61,10 @@ def _peak_mb() -> float:
 def _patch_predict(kind: str, threads: int) -> None:
     from training import models
 
-    def predict(self, X, n_jobs=1):  # the variant's thread count replaces the caller's
-        if kind == "compiled" and self.compiled is not None:
-            raw = self.compiled.predict(X, n_jobs=threads)
-        else:
-            raw = self.booster.predict(X, num_threads=threads)
-        if self.calibration is not None:
-            return np.interp(raw, self.calibration["x"], self.calibration["y"])
-        return raw
+    plain = models.Head.predict
+
+    def predict(self, X, n_jobs=1):  # the variant's thread count and trees replace the caller's
+        return plain(self, X, threads=threads, use_compiled=kind == "compiled")
 
     models.Head.predict = predict
 
@@ -185,6 +181,7 @@ def _heads(root: str, base: str, rows: int, q) -> None:
 
                 Xh = np.repeat(Xh, 5, axis=0)
                 Xh = np.hstack([Xh, np.zeros((len(Xh), len(MESSAGE_INPUTS)), np.float32)])
+            Xh = np.ascontiguousarray(Xh[:, :m.head.booster.num_feature()])  # the trees' own inputs
             r = {"head": head, "trees": m.head.booster.num_trees(), "rows_scored": len(Xh)}
             for j in (1, 2):
                 t0 = time.perf_counter()

@@ -55,8 +55,11 @@ ENGAGEMENT = tuple(
         "days_since_response",
     )
 )
+HOUR_SHARES = tuple(f"hour_share_{h:02d}" for h in range(24))  # share of past engagements per local hour
+# a customer's own engagement hours, the evidence the send-time head updates its prior with (nextbest.hours)
+HOUR_HISTORY = (*HOUR_SHARES, "n_engagements")
 TIMING = (
-    *(f"hour_share_{h:02d}" for h in range(24)),
+    *HOUR_SHARES,
     *(f"weekday_share_{d}" for d in range(7)),
     "n_engagements",
 )

@@ -17,24 +17,37 @@ from typing import Sequence
 
 import numpy as np
 
+from nextbest.hours import EVIDENCE_INPUTS, evidence_counts, hour_posterior
 from nextbest.settings import Settings
 from nextbest.vocabulary import CHAMPION, HEADS
 
 
 @dataclass
 class Head:
-    """A booster, its input list (in order) and, for binary heads, an isotonic calibration map."""
+    """A booster, its input list (in order) and, for binary heads, an isotonic calibration map.
+
+    The send-time head also carries ``hour_kappa``: its booster is a prior over the engagement hour that reads
+    all inputs but the last ``EVIDENCE_INPUTS`` (the customer's own hour shares and their number), which then
+    update it (``nextbest.hours.hour_posterior``)."""
 
     name: str
     booster: object  # lightgbm.Booster
     features: list[str]
     calibration: dict | None  # {"x": [...], "y": [...]} isotonic map for binary heads
     compiled: object = None  # a compiled forest (lleaves) with the same predictions, when available
+    hour_kappa: float | None = None  # send time: concentration of engagement hours around the preferred one
 
-    def predict(self, X: np.ndarray, n_jobs: int = 1) -> np.ndarray:
-        c = self.compiled
-        n_jobs = n_jobs if len(X) >= 10_000 else 1  # threads only pay off on big batches
-        raw = c.predict(X, n_jobs=n_jobs) if c is not None else self.booster.predict(X, num_threads=n_jobs)
+    def predict(self, X: np.ndarray, n_jobs: int = 1, threads: int | None = None,
+                use_compiled: bool = True) -> np.ndarray:
+        """Predictions for the rows of X (the head's inputs in order). `n_jobs` threads on batches of 10,000 rows
+        or more (`threads`: exactly that many); `use_compiled=False` reads the booster even when compiled."""
+        c = self.compiled if use_compiled else None
+        n_jobs = threads or (n_jobs if len(X) >= 10_000 else 1)  # threads only pay off on big batches
+        Xb = X if self.hour_kappa is None else np.ascontiguousarray(X[:, :-EVIDENCE_INPUTS])
+        raw = c.predict(Xb, n_jobs=n_jobs) if c is not None else self.booster.predict(Xb, num_threads=n_jobs)
+        if self.hour_kappa is not None:
+            prior = np.asarray(raw).reshape(len(X), 24)
+            return hour_posterior(prior, evidence_counts(X[:, -EVIDENCE_INPUTS:]), self.hour_kappa)
         if self.calibration is not None:
             return np.interp(raw, self.calibration["x"], self.calibration["y"])
         return raw
@@ -127,7 +140,9 @@ def load_version(settings: Settings, head: str, ref: str) -> LoadedModel:
     contract = _contract_of(local)
     booster = lgb.Booster(model_file=str(local / "model.lgb"))
     version = ref if str(ref).isdigit() else str(MlflowClient().get_model_version_by_alias(name, ref).version)
-    return LoadedModel(Head(head, booster, contract["features"], contract.get("calibration")), str(version), contract)
+    kappa = (contract.get("hour_evidence") or {}).get("kappa")
+    return LoadedModel(Head(head, booster, contract["features"], contract.get("calibration"), hour_kappa=kappa),
+                       str(version), contract)
 
 
 def load_champions(settings: Settings, heads: Sequence[str] = HEADS,

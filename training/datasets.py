@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from features.message import MESSAGE_INPUTS, message_inputs
-from features.names import CONTEXT
+from features.names import CONTEXT, HOUR_HISTORY
 from nextbest.settings import Settings
 from nextbest.vocabulary import HEADS
 from training import labels as L
@@ -69,6 +69,10 @@ def load_sources(settings: Settings) -> Sources:
 
 
 def model_inputs(head: str, feature_list: list[str]) -> list[str]:
+    """A head's inputs in order. The send-time head's end with the customer's own engagement hours
+    (``HOUR_HISTORY``): its evidence, which its booster does not read (``nextbest.hours``)."""
+    if head == "send_time":
+        return [f for f in feature_list if f not in HOUR_HISTORY] + list(HOUR_HISTORY)
     return list(feature_list) + list(EXTRA_INPUTS.get(head, ()))
 
 

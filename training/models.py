@@ -11,6 +11,7 @@ import numpy as np
 from sklearn.isotonic import IsotonicRegression
 from sklearn.metrics import average_precision_score, log_loss, roc_auc_score
 
+from nextbest.hours import EVIDENCE_INPUTS, KAPPAS, evidence_counts, hour_posterior
 from nextbest.model_contract import Head
 from nextbest.vocabulary import HEAD_KIND as KIND
 
@@ -42,10 +43,12 @@ def lgb_params(head: str, params: dict | None, seed: int) -> dict:
 
 def fit(head: str, ds, params: dict | None = None, num_boost_round: int = 300, early_stopping: int = 30,
         seed: int = 7, callbacks: list | None = None) -> Head:
-    """Train on ds.train, stop early on ds.valid, calibrate binary heads on ds.valid (isotonic)."""
+    """Train on ds.train, stop early on ds.valid, calibrate binary heads on ds.valid (isotonic). The send-time
+    head's booster is the prior of its last inputs' evidence, whose concentration is chosen on ds.valid."""
     p = lgb_params(head, params, seed)
-    dtrain = lgb.Dataset(ds.train.X, ds.train.y, feature_name=list(ds.features), free_raw_data=False)
-    dvalid = lgb.Dataset(ds.valid.X, ds.valid.y, reference=dtrain)
+    nb = len(ds.features) - (EVIDENCE_INPUTS if head == "send_time" else 0)  # the booster's inputs
+    dtrain = lgb.Dataset(ds.train.X[:, :nb], ds.train.y, feature_name=list(ds.features[:nb]), free_raw_data=False)
+    dvalid = lgb.Dataset(ds.valid.X[:, :nb], ds.valid.y, reference=dtrain)
     booster = lgb.train(
         p, dtrain, num_boost_round=min(num_boost_round, MAX_ROUNDS.get(head, num_boost_round)), valid_sets=[dvalid],
         callbacks=[lgb.early_stopping(early_stopping, verbose=False), *(callbacks or [])],
@@ -55,7 +58,18 @@ def fit(head: str, ds, params: dict | None = None, num_boost_round: int = 300, e
         raw = booster.predict(ds.valid.X, num_threads=2)
         iso = IsotonicRegression(out_of_bounds="clip", y_min=0.0, y_max=1.0).fit(raw, ds.valid.y)
         calibration = {"x": iso.X_thresholds_.tolist(), "y": iso.y_thresholds_.tolist()}
-    return Head(head, booster, list(ds.features), calibration)
+    kappa = hour_concentration(booster.predict(ds.valid.X[:, :nb], num_threads=2), ds.valid.X[:, nb:],
+                               ds.valid.y) if head == "send_time" else None
+    return Head(head, booster, list(ds.features), calibration, hour_kappa=kappa)
+
+
+def hour_concentration(prior: np.ndarray, evidence: np.ndarray, y: np.ndarray) -> float:
+    """The concentration of engagement hours (``nextbest.hours.KAPPAS``) under which the prior updated by each
+    row's own past hours best predicts the row's hour (log loss)."""
+    counts = evidence_counts(evidence)
+    rows = np.arange(len(y))
+    loss = [-np.log(np.maximum(hour_posterior(prior, counts, k)[rows, y.astype(int)], 1e-12)).mean() for k in KAPPAS]
+    return float(KAPPAS[int(np.argmin(loss))])
 
 
 def calibration_error(y: np.ndarray, p: np.ndarray, bins: int = 10) -> float:

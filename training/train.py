@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from rich.console import Console
 
+from nextbest.hours import EVIDENCE_INPUTS
 from nextbest.model_contract import connect, model_name
 from nextbest.quiet import silenced_stderr
 from nextbest.settings import Settings
@@ -116,6 +117,8 @@ def train_head(settings: Settings, head: str, src, use_tuned: bool = True, oracl
         "primary_metric": HEAD_METRIC[head],
         "time_range": ds.time_range,
     }
+    if model.hour_kappa is not None:  # the prior's evidence: the last inputs (nextbest.hours)
+        contract["hour_evidence"] = {"kappa": model.hour_kappa, "inputs": ds.features[-EVIDENCE_INPUTS:]}
     name = model_name(settings, head)
     with mlflow.start_run(run_name=f"{head}-{time.strftime('%Y%m%d-%H%M%S')}"):
         mlflow.set_tags({"head": head, "feature_service": settings.features.feature_service,
@@ -123,6 +126,7 @@ def train_head(settings: Settings, head: str, src, use_tuned: bool = True, oracl
         mlflow.log_params({
             **{f"lgb_{k}": v for k, v in M.lgb_params(head, params, tr.seed).items()},
             "best_iteration": model.booster.best_iteration, "tuned": params is not None,
+            **({"hour_kappa": model.hour_kappa} if model.hour_kappa is not None else {}),
             "horizon_days": ds.horizon_days, "activation_window_days": settings.features.activation_window_days,
             "n_features": len(ds.features), **{f"rows_{k}": v for k, v in ds.sizes.items()},
             **{f"data_{k}": v for k, v in ds.time_range.items()},

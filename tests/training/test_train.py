@@ -8,6 +8,8 @@ import numpy as np
 import pytest
 import yaml
 
+from features.names import HOUR_HISTORY, HOUR_SHARES
+from nextbest.hours import EVIDENCE_INPUTS, KAPPAS
 from nextbest.model_contract import connect, load_version, model_name
 from nextbest.vocabulary import CHALLENGER, CHAMPION
 from training.registry import promote
@@ -34,7 +36,8 @@ def test_run_logs_what_the_service_needs(installation, client, head):
     assert c["feature_service"] == installation.features.feature_service == run.data.tags["feature_service"]
     assert c["features"] and c["label_definition"] and c["time_range"]["test_from"] < c["time_range"]["test_to"]
     assert (c["calibration"] is not None) == (head != "send_time")
-    assert loaded.head.booster.num_feature() == len(c["features"])
+    evidence = EVIDENCE_INPUTS if head == "send_time" else 0  # the send-time prior does not read the evidence
+    assert loaded.head.booster.num_feature() == len(c["features"]) - evidence
     p = run.data.params
     assert {"rows_train", "rows_test", "data_train_from", "data_test_to", "lgb_learning_rate"} <= set(p)
     key = "top3_accuracy" if head == "send_time" else "auc"
@@ -46,6 +49,20 @@ def test_run_logs_what_the_service_needs(installation, client, head):
     local = Path(mlflow.artifacts.download_artifacts(f"models:/{model_name(installation, head)}/{v.version}"))
     mlmodel = yaml.safe_load((local / "MLmodel").read_text())
     assert "signature" in mlmodel and mlmodel["metadata"]["nextbest"]["head"] == head
+
+
+def test_send_time_follows_the_hours_a_customer_engaged_at(installation):
+    loaded = load_version(installation, "send_time", CHAMPION)
+    c = loaded.contract
+    assert c["hour_evidence"]["inputs"] == list(HOUR_HISTORY) and c["hour_evidence"]["kappa"] in KAPPAS
+    f = c["features"]
+    X = np.full((2, len(f)), np.nan, np.float32)
+    X[:, [f.index(h) for h in HOUR_SHARES]] = 0.0
+    X[:, f.index("n_engagements")] = [0, 25]
+    X[1, f.index("hour_share_04")] = 1.0  # every one of 25 engagements in the 04:00 hour
+    dist = loaded.head.predict(X)
+    assert np.allclose(dist.sum(axis=1), 1)
+    assert dist[1].argmax() == 4 and dist[1, 4] > 3 * dist[0, 4]
 
 
 def test_service_loads_every_champion_natively(installation):

@@ -1,0 +1,54 @@
+"""A customer's engagement hours: a prior over the local hour they engage at, updated by the hours they did.
+
+The send-time head's LightGBM prior says when customers *like this one*
+engage (segment, region, sector, channel habits...). A customer's own history
+then says when *they* do: engagement hours scatter around a preferred hour
+(a von Mises distribution on the 24-hour circle, concentration ``kappa``), so
+the posterior over the preferred hour multiplies the prior by the likelihood of
+each past engagement hour, and the distribution of the next engagement follows
+from it. With no history the prior stands; with tens of engagements the
+customer's own hours dominate, which a tree model over 24 hour shares does not
+learn from a few tens of thousands of rows.
+
+The preferred hour is resolved to a quarter of an hour; engagement hours are
+whole local hours (their bin centre h + 0.5).
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import numpy as np
+
+STEPS = 4  # preferred hour on a grid of quarter hours
+KAPPAS = (0.5, 0.75, 1.0, 1.25, 1.5, 1.75, 2.0, 2.5, 3.0)  # concentrations training chooses from
+EVIDENCE_INPUTS = 25  # the head's last inputs: the 24 hour shares of past engagements, then their number
+
+
+@lru_cache(maxsize=16)
+def hour_kernel(kappa: float) -> np.ndarray:
+    """[24 * STEPS, 24]: P(an engagement in local hour h | preferred hour p), p on the quarter-hour grid."""
+    pref = (np.arange(24 * STEPS) + 0.5) / STEPS
+    hour = np.arange(24) + 0.5
+    k = np.exp(kappa * (np.cos(2.0 * np.pi * (pref[:, None] - hour[None, :]) / 24.0) - 1.0))
+    k /= k.sum(axis=1, keepdims=True)
+    k.setflags(write=False)
+    return k
+
+
+def hour_posterior(prior: np.ndarray, counts: np.ndarray, kappa: float) -> np.ndarray:
+    """[n, 24] distribution of the next engagement's local hour: `prior` [n, 24] (rows summing to 1) updated by
+    `counts` [n, 24] of past engagements per local hour (NaN read as none)."""
+    K = hour_kernel(float(kappa))
+    lp = np.repeat(np.log(np.maximum(np.asarray(prior, float), 1e-9)), STEPS, axis=1)
+    lp += np.nan_to_num(np.asarray(counts, float)) @ np.log(K).T
+    lp -= lp.max(axis=1, keepdims=True)
+    post = np.exp(lp)
+    post /= post.sum(axis=1, keepdims=True)
+    return post @ K
+
+
+def evidence_counts(evidence: np.ndarray) -> np.ndarray:
+    """[n, 24] engagements per local hour from the evidence inputs [n, 25] (hour shares, then their number)."""
+    ev = np.nan_to_num(np.asarray(evidence, float))
+    return ev[:, :24] * ev[:, 24:25]
