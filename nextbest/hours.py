@@ -6,9 +6,10 @@ then says when *they* do: engagement hours scatter around a preferred hour
 (a von Mises distribution on the 24-hour circle, concentration ``kappa``), so
 the posterior over the preferred hour multiplies the prior by the likelihood of
 each past engagement hour, and the distribution of the next engagement follows
-from it. With no history the prior stands; with tens of engagements the
-customer's own hours dominate, which a tree model over 24 hour shares does not
-learn from a few tens of thousands of rows.
+from it. The booster's distribution serves as the prior of the preferred hour,
+so with no history it comes back spread by that scatter, its peak in place;
+with tens of engagements the customer's own hours dominate, which a tree model
+over 24 hour shares does not learn from a few tens of thousands of rows.
 
 The preferred hour is resolved to a quarter of an hour; engagement hours are
 whole local hours (their bin centre h + 0.5).
@@ -40,12 +41,13 @@ def hour_posterior(prior: np.ndarray, counts: np.ndarray, kappa: float) -> np.nd
     """[n, 24] distribution of the next engagement's local hour: `prior` [n, 24] (rows summing to 1) updated by
     `counts` [n, 24] of past engagements per local hour (NaN read as none)."""
     K = hour_kernel(float(kappa))
-    lp = np.repeat(np.log(np.maximum(np.asarray(prior, float), 1e-9)), STEPS, axis=1)
-    lp += np.nan_to_num(np.asarray(counts, float)) @ np.log(K).T
+    n = len(prior)
+    lp = np.nan_to_num(np.asarray(counts, np.float32)) @ np.log(K).T.astype(np.float32)  # [n, 24 * STEPS]
+    lp.reshape(n, 24, STEPS)[:] += np.log(np.maximum(np.asarray(prior, np.float32), 1e-9))[:, :, None]
     lp -= lp.max(axis=1, keepdims=True)
-    post = np.exp(lp)
-    post /= post.sum(axis=1, keepdims=True)
-    return post @ K
+    np.exp(lp, out=lp)
+    lp /= lp.sum(axis=1, keepdims=True)
+    return (lp @ K.astype(np.float32)).astype(np.float64)
 
 
 def evidence_counts(evidence: np.ndarray) -> np.ndarray:
