@@ -37,6 +37,12 @@ def test_each_repetition_logs_the_products_own_randomised_decisions(check):
     assert a.groupby("customer_id").size().max() == 1  # one decision per customer: no message blurs another's
 
 
+def test_the_log_is_judged_on_the_features_its_decisions_saw(check):
+    _, doc = check
+    for run in doc["runs"]:  # deciding again on the window, the champion makes the logged choices its own
+        assert run["greedy_sends"] > 20 and run["greedy_same"] >= 0.95, run  # weekly snapshots: 0.67
+
+
 def test_the_repetitions_are_independent_futures(check):
     _, doc = check
     first, second = doc["runs"]
