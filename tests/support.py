@@ -139,11 +139,13 @@ def scenarios(end: pd.Timestamp) -> dict[str, Scenario]:
         _event("S-second-use", d(40), "registration"),
         _event("S-second-use", d(5), "purchase", amount=80.0)])
 
-    # supermarket: a loyal customer whose monthly RFM segment dropped -> anti-attrition offer
+    # supermarket: a loyal customer whose monthly RFM segment dropped -> anti-attrition offer; shops after work
+    # (17:00 UTC, 18:00 or 19:00 in Paris), so the send time that follows their own hours is an allowed one
     snapshot = end.normalize() + pd.Timedelta(days=1)  # the online snapshot: the UTC midnight after the data
     month_start = snapshot.replace(day=1)
     last = month_start - pd.Timedelta(days=50)
-    buys = [_event("S-rfm-drop", last - pd.Timedelta(days=7 * k), "purchase", amount=35.0) for k in range(40)]
+    buys = [_event("S-rfm-drop", last + pd.Timedelta(hours=17) - pd.Timedelta(days=7 * k), "purchase", amount=35.0)
+            for k in range(40)]
     s["rfm_drop"] = Scenario(_customer("S-rfm-drop", last - pd.Timedelta(days=400), channels=("email", "sms")),
                              [_event("S-rfm-drop", last - pd.Timedelta(days=400), "registration"), *buys])
 
