@@ -37,17 +37,24 @@ def hour_kernel(kappa: float) -> np.ndarray:
     return k
 
 
+@lru_cache(maxsize=16)
+def _float32_kernels(kappa: float) -> tuple[np.ndarray, np.ndarray]:
+    """The kernel's log, transposed [24, 24 * STEPS], and the kernel [24 * STEPS, 24], in float32, once per kappa."""
+    K = hour_kernel(kappa)
+    return np.log(K).T.astype(np.float32), K.astype(np.float32)
+
+
 def hour_posterior(prior: np.ndarray, counts: np.ndarray, kappa: float) -> np.ndarray:
     """[n, 24] distribution of the next engagement's local hour: `prior` [n, 24] (rows summing to 1) updated by
     `counts` [n, 24] of past engagements per local hour (NaN read as none)."""
-    K = hour_kernel(float(kappa))
+    log_k, K = _float32_kernels(float(kappa))
     n = len(prior)
-    lp = np.nan_to_num(np.asarray(counts, np.float32)) @ np.log(K).T.astype(np.float32)  # [n, 24 * STEPS]
+    lp = np.nan_to_num(np.asarray(counts, np.float32)) @ log_k  # [n, 24 * STEPS]
     lp.reshape(n, 24, STEPS)[:] += np.log(np.maximum(np.asarray(prior, np.float32), 1e-9))[:, :, None]
     lp -= lp.max(axis=1, keepdims=True)
     np.exp(lp, out=lp)
     lp /= lp.sum(axis=1, keepdims=True)
-    return (lp @ K.astype(np.float32)).astype(np.float64)
+    return (lp @ K).astype(np.float64)
 
 
 def evidence_counts(evidence: np.ndarray) -> np.ndarray:
