@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import resource
 import shutil
 import statistics
 import time
@@ -253,6 +254,31 @@ class StagePeaks:
         self._stop.set()
 
 
+def _child_run(fn, args, kwargs, q) -> None:
+    try:
+        fn(*args, **kwargs)
+        q.put(("ok", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024))
+    except BaseException as e:  # report, do not hang the parent
+        import traceback
+
+        q.put(("error", f"{type(e).__name__}: {e}\n{traceback.format_exc()}"))
+
+
+def _in_child(fn, *args, **kwargs) -> float:
+    """``fn(*args, **kwargs)`` in a spawned process; its peak resident memory (MB)."""
+    import multiprocessing as mp
+
+    ctx = mp.get_context("spawn")
+    q = ctx.Queue()
+    p = ctx.Process(target=_child_run, args=(fn, args, kwargs, q))
+    p.start()
+    status, value = q.get()
+    p.join()
+    if status != "ok":
+        raise RuntimeError(value)
+    return value
+
+
 def build_world(root: Path, customers: int, days: int = 365, seed: int = 7, train: bool = True,
                 progress: bool = False, score: bool = False, dask: bool = False) -> dict:
     """Simulate + features + apply + packed materialize (+ train, + batch scoring of the whole base, + the
@@ -268,8 +294,9 @@ def build_world(root: Path, customers: int, days: int = 365, seed: int = 7, trai
     use_scratch(root)
     peaks = StagePeaks()
     with peaks.stage("simulate"):
-        simulate(s, customers=customers, days=days, seed=seed, start=s.world.start_date, out_dir=s.world_dir,
-                 progress=progress)
+        # in a process of its own: the world it leaves on disk is the pipeline's input, its memory is not
+        peaks.peak_mb["simulate"] = _in_child(simulate, s, customers=customers, days=days, seed=seed,
+                                              start=s.world.start_date, out_dir=s.world_dir, progress=progress)
     with peaks.stage("features_build"):
         fb = pipeline.build(s, progress=progress)
     with peaks.stage("apply"):
@@ -289,6 +316,7 @@ def build_world(root: Path, customers: int, days: int = 365, seed: int = 7, trai
         t["train_load_sources"] = t["train_total"] - sum(r.seconds for r in res)
         info["train"] = [{"head": r.head, "status": r.status, "version": r.version, "promoted": r.promoted,
                           "seconds": r.seconds, "metrics": r.metrics} for r in res]
+        info["train_customers"] = min(customers, s.training.max_customers or customers)
         if score:
             from serving.batch import score as batch_score
 

@@ -34,6 +34,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from _common import SCRATCH, machine, machine_line, md_table, print_table, write_results  # noqa: E402
 
+from nextbest.vocabulary import HEAD_METRIC  # noqa: E402
+
 STAGES = ["simulate", "features_build", "apply", "materialize", "train_load_sources",
           "train_activation", "train_churn", "train_channel", "train_send_time", "train_effect", "train_total",
           "batch_score", "features_build_dask", "batch_score_dask"]
@@ -149,6 +151,11 @@ def markdown(rows: list[dict], info: dict, cmd: str) -> str:
         body.append([f"peak memory, {stage} (MB)"] + [f"{r['peak_mb'][stage]:.0f}" if stage in r.get("peak_mb", {})
                                                        else "" for r in rows])
     body.append(["peak RSS of the run (MB)"] + [str(r.get("peak_rss_mb", "")) for r in rows])
+    for head, metric in HEAD_METRIC.items():  # what the models learned at each size (test window)
+        vals = [{t["head"]: t for t in r.get("train", [])}.get(head, {}).get("metrics", {}).get(metric) for r in rows]
+        body.append([f"test {metric}, {head}"] + [f"{v:.3f}" if v is not None else "" for v in vals])
+    body.append(["customers trained on"] + [f"{r['train_customers']:,}" if r.get("train_customers") else ""
+                                            for r in rows])
     body.append(["batch scoring: models loaded and compiled (s)"] + [
         f"{r['batch']['load_models_s']:.1f}" if r.get("batch") else "" for r in rows])
     body.append(["batch scoring: customers/s, newest features read + decisions + table written"] + [
@@ -174,8 +181,13 @@ def markdown(rows: list[dict], info: dict, cmd: str) -> str:
         "- `train_<head>`: `HeadResult.seconds` (dataset build with point-in-time feature reads, fit with early "
         "stopping, test metrics, baseline/oracle metrics, MLflow logging and the gate). `train_load_sources`: "
         "reading the world and the snapshot list once for all heads.",
-        "- Each head samples at most `training.max_rows` rows, so fit time is bounded; dataset building and the "
-        "feature reads grow with the world.",
+        "- `features_build`: a base of more than `engine.max_partition_customers` customers (50,000) is first split "
+        "by customer in one streaming pass, then built part by part, so its memory follows a part, not the base.",
+        "- Training reads a random sample of at most `training.max_customers` customers (200,000; all their rows, "
+        "the others never loaded: `customers trained on`) and each head samples at most `training.max_rows` rows, "
+        "so past that size its time and memory stop growing. `test <metric>`: each model's primary metric on its "
+        "held-out time window (the effect model's Qini in currency per customer), to compare across sizes.",
+        "- `simulate` runs in a process of its own (its peak is that process's); the pipeline's stages share one.",
         "- `features_build_dask`, `batch_score_dask`: the same build (into a folder of its own) and the same "
         "scoring with `engine.kind: dask` on a local cluster of two worker processes started for the command "
         "(cluster start included; the workers' memory is not in this process's peak). Not in the totals.",

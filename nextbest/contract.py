@@ -307,14 +307,16 @@ def validate_assignments(assignments: pd.DataFrame, customers: pd.DataFrame | No
 
 
 def load_assignments(directory: Path | str, catalogue: Mapping | None = None,
-                     customers: pd.DataFrame | None = None) -> pd.DataFrame | None:
+                     customers: pd.DataFrame | None = None,
+                     customer_ids: Sequence[str] | None = None) -> pd.DataFrame | None:
     """The validated assignments of a folder (sorted by time, ``randomised`` = a propensity is known), or None
-    when the folder has none; raise ContractError."""
+    when the folder has none; only those of ``customer_ids`` when given; raise ContractError."""
     directory = Path(directory)
     path = find_table(directory, "assignments")
     if path is None:
         return None
-    a, violations = validate_assignments(read_raw(path), customers, catalogue, str(path))
+    raw = read_raw(path) if customer_ids is None else _read_rows_of(path, customer_ids)
+    a, violations = validate_assignments(raw, customers, catalogue, str(path))
     if violations:
         raise ContractError(violations)
     a["randomised"] = a["propensity"].notna()
@@ -343,29 +345,34 @@ def _in_time_order(events: pd.DataFrame) -> pd.DataFrame:
     return events.iloc[order].reset_index(drop=True)
 
 
-def load_world_part(directory: Path | str, customer_ids: Sequence[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """:func:`load_world` for some customers only (events in file order, as with ``in_time_order=False``): their
-    rows and events (Parquet reads only those rows; a CSV is read whole, then filtered), validated the same way;
+def load_world_part(directory: Path | str, customer_ids: Sequence[str],
+                    in_time_order: bool = False) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """:func:`load_world` for some customers only (events in file order unless ``in_time_order``): their rows
+    and events (Parquet reads only those rows; a CSV is read whole, then filtered), validated the same way;
     raise ContractError."""
     directory = Path(directory)
-    ids = [str(c) for c in customer_ids]
     frames = []
     for name in TABLES:
         path = find_table(directory, name)
         if path is None:
             raise ContractError([Violation(str(directory / f"{name}.csv"), "*", f"no {name}.csv or {name}.parquet in {directory}")])
-        if path.suffix == ".parquet":
-            import pyarrow.parquet as pq
-
-            frames.append(pq.read_table(path, filters=[("customer_id", "in", ids)]).to_pandas())
-        else:
-            raw = read_raw(path)
-            frames.append(raw[raw["customer_id"].isin(ids)].reset_index(drop=True))
+        frames.append(_read_rows_of(path, customer_ids))
     cust, ev, violations = validate_tables(*frames, (str(find_table(directory, "customers")),
                                                      str(find_table(directory, "events"))))
     if violations:
         raise ContractError(violations)
-    return cust, ev
+    return cust, _in_time_order(ev) if in_time_order else ev
+
+
+def _read_rows_of(path: Path, customer_ids: Sequence[str]) -> pd.DataFrame:
+    """A table's raw rows of some customers (Parquet reads only those rows; a CSV is read whole, then filtered)."""
+    ids = [str(c) for c in customer_ids]
+    if path.suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        return pq.read_table(path, filters=[("customer_id", "in", ids)]).to_pandas()
+    raw = read_raw(path)
+    return raw[raw["customer_id"].isin(ids)].reset_index(drop=True)
 
 
 def write_world(directory: Path | str, customers: pd.DataFrame, events: pd.DataFrame,

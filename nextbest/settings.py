@@ -97,7 +97,10 @@ class Engine(_Strict):
     kind: Literal["local", "dask"] = "local"
     address: str | None = None  # a Dask scheduler (tcp://host:8786); None: a local cluster of `workers` processes
     workers: int = Field(2, ge=1, le=1024)  # processes of the local cluster (one thread each)
-    partitions: int | None = Field(None, ge=1)  # customer partitions of the feature build; default 2 per worker
+    partitions: int | None = Field(None, ge=1)  # customer partitions of the feature build; default 2 per dask worker
+    # a base larger than this is split by customer into parts of at most this many (memory grows with a part,
+    # not with the base); on one machine the parts are built one after the other
+    max_partition_customers: int = Field(50_000, ge=1)
 
 
 class Training(_Strict):
@@ -107,6 +110,9 @@ class Training(_Strict):
     test_days: int = Field(56, ge=7)
     min_positives: int = Field(50, ge=1)
     max_rows: int = Field(400000, ge=1000)
+    # a larger base is trained on a random sample of this many customers (every row of theirs), read without
+    # loading the rest; null = every customer
+    max_customers: int | None = Field(200_000, ge=1000)
     num_boost_round: int = Field(300, ge=10)
     early_stopping_rounds: int = Field(30, ge=1)
     promotion_margin: float = Field(0.002, ge=0.0, le=0.5)

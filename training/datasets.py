@@ -55,17 +55,29 @@ class Sources:
     snapshot_times: list[pd.Timestamp]
     feature_list: list[str]
     assignments: pd.DataFrame | None = None  # who was randomised to which option (None: the data has none)
+    base_customers: int = 0  # customers in the base; more than len(customers) when training reads a sample
 
 
 def load_sources(settings: Settings) -> Sources:
+    """The world training reads: every customer, or a random sample of ``training.max_customers`` of a larger
+    base (all rows of the sampled customers, the others never loaded; ``data_end`` is still the base's)."""
     from features.store import feature_names, snapshot_times
-    from nextbest.contract import load_assignments, load_world
+    from nextbest.contract import load_assignments, load_world, load_world_part
+    from nextbest.partition import customer_ids, customer_sample, newest_event
 
-    customers, events = load_world(settings.world_dir)
-    assignments = load_assignments(settings.world_dir, settings.actions, customers)
-    data_end = events["event_timestamp"].max()
+    world, tr = settings.world_dir, settings.training
+    ids = customer_ids(world)
+    if tr.max_customers is not None and len(ids) > tr.max_customers:
+        sample = customer_sample(ids, tr.max_customers, tr.seed)
+        customers, events = load_world_part(world, sample, in_time_order=True)
+        assignments = load_assignments(world, settings.actions, customers, customer_ids=sample)
+        data_end = newest_event(world)
+    else:
+        customers, events = load_world(world)
+        assignments = load_assignments(world, settings.actions, customers)
+        data_end = events["event_timestamp"].max()
     names = [f for f in feature_names(settings) if f not in CONTEXT]
-    return Sources(customers, events, data_end, snapshot_times(settings), names, assignments)
+    return Sources(customers, events, data_end, snapshot_times(settings), names, assignments, len(ids))
 
 
 def model_inputs(head: str, feature_list: list[str]) -> list[str]:

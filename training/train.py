@@ -86,6 +86,11 @@ def _log_test_predictions(ds: Dataset, pred: np.ndarray, oracle_pred: np.ndarray
         mlflow.log_artifact(path, "evaluation")
 
 
+def _base_params(src) -> dict:
+    """How much of the base a run learned from (training reads a sample of a large base)."""
+    return {"customers": len(src.customers), "base_customers": src.base_customers or len(src.customers)}
+
+
 def train_head(settings: Settings, head: str, src, use_tuned: bool = True, oracle=None,
                hold: bool = False) -> HeadResult:
     import mlflow
@@ -128,7 +133,7 @@ def train_head(settings: Settings, head: str, src, use_tuned: bool = True, oracl
             "best_iteration": model.booster.best_iteration, "tuned": params is not None,
             **({"hour_kappa": model.hour_kappa} if model.hour_kappa is not None else {}),
             "horizon_days": ds.horizon_days, "activation_window_days": settings.features.activation_window_days,
-            "n_features": len(ds.features), **{f"rows_{k}": v for k, v in ds.sizes.items()},
+            "n_features": len(ds.features), **{f"rows_{k}": v for k, v in ds.sizes.items()}, **_base_params(src),
             **{f"data_{k}": v for k, v in ds.time_range.items()},
         })
         mlflow.log_metrics({f"test_{k}": v for k, v in test_metrics.items() if np.isfinite(v)})
@@ -232,7 +237,8 @@ def train_effect_model(settings: Settings, src, oracle=None, progress: bool = Fa
                            "best_iteration": fit.effect.booster.best_iteration, "n_features": len(fit.effect.features),
                            **{f"rows_{k}": int(v) for k, v in split.items()},
                            **{f"data_{k}": v for k, v in data.time_range.items()},
-                           "learned_actions": len(learned), "min_assignments": settings.effects.min_assignments})
+                           "learned_actions": len(learned), "min_assignments": settings.effects.min_assignments,
+                           **_base_params(src)})
         mlflow.log_metrics({f"test_{k}": v for k, v in metrics.items() if np.isfinite(v)})
         mlflow.log_metrics({"baseline_qini": report["prior_qini"]} if np.isfinite(report["prior_qini"]) else {})
         orc = _effect_oracle_metrics(settings, data, fit, oracle)

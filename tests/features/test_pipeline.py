@@ -286,3 +286,24 @@ def test_empty_inputs_do_not_crash(settings):
     assert all(len(df) == 0 for df in none.values())
     by_view = views(tuple(settings.actions))
     assert len(customer_features(tuple(settings.actions))) == sum(len(v) for v in by_view.values())
+
+
+def test_a_base_split_into_parts_builds_the_same_features_as_a_whole_one(tmp_path, tiny_world):
+    from tests.features.conftest import settings_for
+
+    whole, split = settings_for(tmp_path / "whole"), settings_for(tmp_path / "split")
+    split = split.model_copy(update={"engine": split.engine.model_copy(update={"max_partition_customers": 50})})
+    for s in (whole, split):
+        write_world(s.world_dir, *tiny_world)
+    a, b = pipeline.build(whole), pipeline.build(split)
+    assert b["parts"] > a["parts"] and b["rows"] == a["rows"] and b["events"] == a["events"] == len(tiny_world[1])
+    assert not (split.features_dir / ".split").exists()  # the parts are removed once built
+    key = ["customer_id", "event_timestamp"]
+    for view in views(tuple(whole.actions)):
+        want = pd.read_parquet(whole.features_dir / f"{view}.parquet").sort_values(key, ignore_index=True)
+        got = pd.read_parquet(split.features_dir / f"{view}.parquet").sort_values(key, ignore_index=True)
+        pd.testing.assert_frame_equal(got, want)
+    for table in ("customers", "events"):
+        want = pd.read_parquet(whole.features_dir / "history" / f"{table}.parquet")
+        got = pd.read_parquet(split.features_dir / "history" / f"{table}.parquet")
+        assert len(got) == len(want) and set(got["customer_id"]) == set(want["customer_id"])

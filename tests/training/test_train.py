@@ -185,3 +185,25 @@ def test_transactions_only_log_trains_churn_and_activation_and_explains_the_rest
     assert results["churn"].status == "trained" and results["activation"].status == "trained"
     assert results["channel"].status == "skipped" and "no message_sent events" in results["channel"].message
     assert results["send_time"].status == "skipped" and "transactions-only" in results["send_time"].message
+
+
+def test_a_base_larger_than_max_customers_trains_on_a_sample_of_whole_customers(installation):
+    """Training a large base reads a random sample of customers, every row of theirs and nothing of the
+    others; the data's end stays the base's, and the runs record how much of the base they saw."""
+    from training.datasets import build_dataset, load_sources
+
+    whole = load_sources(installation)
+    small = installation.model_copy(update={"training": installation.training.model_copy(update={"max_customers": 1000})})
+    src = load_sources(small)
+    ids = set(src.customers["customer_id"])
+    assert len(ids) == 1000 and src.base_customers == len(whole.customers) > 1000
+    assert ids < set(whole.customers["customer_id"])
+    mine = whole.events[whole.events["customer_id"].isin(ids)].reset_index(drop=True)
+    assert len(src.events) == len(mine) and set(src.events["customer_id"]) <= ids
+    assert src.events["event_timestamp"].is_monotonic_increasing
+    assert src.data_end == whole.data_end and src.snapshot_times == whole.snapshot_times
+    assert set(src.assignments["customer_id"]) <= ids
+    assert len(src.assignments) == whole.assignments["customer_id"].isin(ids).sum() > 0
+    assert set(load_sources(small).customers["customer_id"]) == ids  # the same sample every time
+    ds = build_dataset(small, "churn", src)
+    assert set(ds.train.frame["customer_id"]) <= ids
