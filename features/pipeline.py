@@ -683,13 +683,19 @@ def _world_outline(world_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     if cpath is None or epath is None:
         name = "customers" if cpath is None else "events"
         raise ContractError([Violation(str(world_dir / f"{name}.csv"), "*", f"no {name}.csv or {name}.parquet in {world_dir}")])
-    cols = ["event_timestamp", "event_type"]
+    import pyarrow.parquet as pq
+
+    present = pq.read_schema(epath).names if epath.suffix == ".parquet" else list(pd.read_csv(epath, nrows=0).columns)
+    cols = [c for c in ("event_timestamp", "event_type") if c in present]  # a missing one: reported by validation
     events = pd.read_parquet(epath, columns=cols) if epath.suffix == ".parquet" else pd.read_csv(epath, usecols=cols)
+    events = events.reindex(columns=["event_timestamp", "event_type"])
     customers = read_raw(cpath)
+    if "registered_at" not in customers:  # reported by validation
+        customers["registered_at"] = pd.NaT
     for df, col in ((events, "event_timestamp"), (customers, "registered_at")):
         if col in df:
             df[col] = pd.to_datetime(df[col], utc=True, errors="coerce", format="ISO8601")
-    return customers, events
+    return customers, events[events["event_timestamp"].notna()]
 
 
 def build(settings, world_dir: Path | str | None = None, progress: bool = False) -> dict:

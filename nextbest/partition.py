@@ -74,6 +74,7 @@ def split_world(world_dir: Path | str, out_dir: Path | str, ranges: list[np.ndar
             if name == "assignments":
                 continue
             raise ContractError([Violation(str(world_dir / f"{name}.csv"), "*", f"no {name}.csv or {name}.parquet in {world_dir}")])
+        _require(path, "customer_id")
         writers: list = [None] * len(dirs)
         route, rows = _Router(ranges), 0
         try:
@@ -125,14 +126,23 @@ def _table_path(world_dir: Path, name: str) -> Path:
     return path
 
 
-def _read_column(path: Path, column: str):
+def _require(path: Path, column: str) -> None:
+    import pandas as pd
     import pyarrow.parquet as pq
 
-    if path.suffix == ".parquet":
-        return pq.read_table(path, columns=[column]).column(column)
+    names = pq.read_schema(path).names if path.suffix == ".parquet" else list(pd.read_csv(path, nrows=0).columns)
+    if column not in names:
+        raise ContractError([Violation(str(path), column, "required column is missing")])
+
+
+def _read_column(path: Path, column: str):
     import pandas as pd
     import pyarrow as pa
+    import pyarrow.parquet as pq
 
+    _require(path, column)
+    if path.suffix == ".parquet":
+        return pq.read_table(path, columns=[column]).column(column)
     text = pd.read_csv(path, usecols=[column], dtype=str, keep_default_na=False, na_values=[""])[column]
     return pa.chunked_array([pa.array(text, pa.string(), from_pandas=True)])
 

@@ -4,6 +4,7 @@ import zlib
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from features import pipeline
 from features.names import customer_features, views
@@ -307,3 +308,19 @@ def test_a_base_split_into_parts_builds_the_same_features_as_a_whole_one(tmp_pat
         want = pd.read_parquet(whole.features_dir / "history" / f"{table}.parquet")
         got = pd.read_parquet(split.features_dir / "history" / f"{table}.parquet")
         assert len(got) == len(want) and set(got["customer_id"]) == set(want["customer_id"])
+
+
+def test_a_split_base_with_a_bad_row_is_refused_naming_the_file_and_column(tmp_path, tiny_world):
+    from nextbest.contract import ContractError
+    from tests.features.conftest import settings_for
+
+    s = settings_for(tmp_path / "data")
+    s = s.model_copy(update={"engine": s.engine.model_copy(update={"max_partition_customers": 50})})
+    customers, events = tiny_world
+    events = events.astype({"event_timestamp": str})
+    events.loc[len(events) // 2, "event_timestamp"] = "yesterday"
+    write_world(s.world_dir, customers, events, fmt="csv")
+    with pytest.raises(ContractError) as err:
+        pipeline.build(s)
+    assert "events.csv" in str(err.value) and "event_timestamp" in str(err.value) and "ISO-8601" in str(err.value)
+    assert not (s.features_dir / "customer_profile.parquet").exists()  # nothing half-built is swapped in

@@ -75,3 +75,14 @@ def test_id_ranges_are_contiguous_and_cover_every_id():
     ranges = id_ranges(ids, 3)
     assert [len(r) for r in ranges] == [4, 3, 3]
     assert list(np.concatenate(ranges)) == sorted(ids)
+
+
+def test_a_table_without_customer_ids_is_a_contract_error_naming_the_column(world, tmp_path):
+    customers, events = world
+    write_world(tmp_path / "w", customers, events.drop(columns=["customer_id"]), fmt="csv")
+    with pytest.raises(ContractError) as err:
+        split_world(tmp_path / "w", tmp_path / "parts", id_ranges(customer_ids(tmp_path / "w"), 2))
+    assert "events.csv" in str(err.value) and "customer_id" in str(err.value)
+    write_world(tmp_path / "v", customers.drop(columns=["customer_id"]), events)
+    with pytest.raises(ContractError, match="customer_id"):
+        customer_ids(tmp_path / "v")
