@@ -1,7 +1,8 @@
 """The BentoML service journey engines call: `POST /next_action`, `POST /feedback`.
 
 Run it with `nextbest serve` (``serving.workers`` processes) or `bentoml serve serving.service:NextBest`.
-Settings, the online feature store, the pressure store, the decision log, the @champion boosters and
+`/next_action` is answered by the front door with :meth:`NextBest.next_action`; `/feedback` by the BentoML API
+method below. Settings, the online feature store, the pressure store, the decision log, the @champion boosters and
 the compiled policy are loaded once, when a worker starts. Every request first passes the front door
 (``serving.middleware``): auth, routes, strict body validation, one error shape, docs and metrics.
 """
@@ -13,7 +14,7 @@ import json
 import logging
 
 import bentoml
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse
 
 from serving.middleware import INPUT_KEY, FrontDoor
 
@@ -50,7 +51,7 @@ class NextBest:
         sv = settings.serving
         self.engine = Engine(settings)
         self.door = Door(sv.auth_token, sv.max_body_bytes, sv.max_customers_per_request,
-                         openapi_document(settings), self.engine.health)
+                         openapi_document(settings), self.engine.health, self.next_action)
         gc.collect()
         gc.freeze()  # models, store and policy live for the whole process: keep them out of every GC pass
         log.info("nextbest ready: %s", self.engine.checks())
@@ -58,23 +59,21 @@ class NextBest:
     def __is_ready__(self) -> bool:
         return all(v == "ok" for v in self.engine.checks().values())
 
-    @bentoml.api(route="/next_action")
-    def next_action(self, ctx: bentoml.Context) -> dict:
-        """Which action, on which channel, at what time - or nothing - for each customer, and why."""
+    def next_action(self, req) -> tuple[int, bytes]:
+        """Which action, on which channel, at what time - or nothing - for each customer, and why: the status and
+        JSON body answered to ``POST /next_action`` (by the front door itself, see ``serving.middleware``)."""
         from serving.errors import ApiError
         from serving.middleware import metrics
 
-        req = ctx.request.scope[INPUT_KEY]
         try:
             records, texts = self.engine.answer(req)
         except ApiError as e:
-            ctx.response.status_code = e.status  # BentoML answers with the context's status
-            return JSONResponse(e.body(), status_code=e.status)
+            return e.status, json.dumps(e.body()).encode()
         counter = metrics()["decisions"]
         for r in records:
             counter.labels(action=r["action"], channel=r["channel"] or "none").inc()
         body = '{"request_id":' + json.dumps(req.request_id) + ',"decisions":[' + ",".join(texts) + "]}"
-        return Response(body.encode(), media_type="application/json")  # each decision serialised once
+        return 200, body.encode()  # each decision serialised once
 
     @bentoml.api(route="/feedback")
     def feedback(self, ctx: bentoml.Context) -> dict:
