@@ -63,17 +63,16 @@ def split_world(world_dir: Path | str, out_dir: Path | str, ranges: list[np.ndar
     """Write ``out_dir/part-00000 ...``, one folder per id range, each holding the rows of ``tables`` whose
     customer is in its range (tables the world does not have are skipped). Returns the folders in range order."""
     import pyarrow as pa
+    import pyarrow.parquet as pq
 
     world_dir, out_dir = Path(world_dir), Path(out_dir)
     dirs = [out_dir / f"part-{k:05d}" for k in range(len(ranges))]
     for d in dirs:
         d.mkdir(parents=True, exist_ok=True)
     for name in tables:
-        path = find_table(world_dir, name)
-        if path is None:
-            if name == "assignments":
-                continue
-            raise ContractError([Violation(str(world_dir / f"{name}.csv"), "*", f"no {name}.csv or {name}.parquet in {world_dir}")])
+        if name == "assignments" and find_table(world_dir, name) is None:
+            continue
+        path = _table_path(world_dir, name)
         _require(path, "customer_id")
         writers: list = [None] * len(dirs)
         route, rows = _Router(ranges), 0
@@ -87,7 +86,7 @@ def split_world(world_dir: Path | str, out_dir: Path | str, ranges: list[np.ndar
                                                 _as_text(batch.column("customer_id"))).take(pa.array(order))
                 for k in range(len(dirs)):
                     if writers[k] is None:
-                        writers[k] = _writer(dirs[k] / f"{name}.parquet", sorted_batch.schema)
+                        writers[k] = pq.ParquetWriter(dirs[k] / f"{name}.parquet", sorted_batch.schema)
                     if bounds[k + 1] > bounds[k]:
                         writers[k].write_table(sorted_batch.slice(bounds[k], bounds[k + 1] - bounds[k]))
                 if progress and (rows + batch.num_rows) // 10_000_000 > rows // 10_000_000:
@@ -206,12 +205,6 @@ class _Router:
     def _parts(self, positions) -> np.ndarray:
         pos = np.asarray(positions.fill_null(-1).to_numpy(zero_copy_only=False), dtype=np.int64)
         return np.where(pos >= 0, np.searchsorted(self.starts, pos, side="right") - 1, 0).astype(np.int32)
-
-
-def _writer(path: Path, schema):
-    import pyarrow.parquet as pq
-
-    return pq.ParquetWriter(path, schema)
 
 
 def _empty_like(source: Path, path: Path) -> None:
