@@ -128,6 +128,7 @@ class Effects(_Strict):
     min_assignments: int = Field(300, ge=1)  # randomised sends an action needs before its learned effect is used
     min_controls: int = Field(200, ge=1)  # randomised controls needed to learn anything
     max_rows: int = Field(600000, ge=1000)  # assignment rows sampled for training
+    stop_at_other_conversion: bool = True  # an outcome window ends at a conversion of another message
 
 
 class MLflow(_Strict):

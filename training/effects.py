@@ -166,7 +166,8 @@ def build_effect_data(settings: Settings, src, heads: dict, assignments: pd.Data
         raise SkipEffects(f"effect: only {int(rand['action_id'].eq(NO_ACTION).sum())} randomised controls "
                           f"(effects.min_controls = {settings.effects.min_controls}); decisions use the priors")
     frame = outcomes(rand, src.events, settings.actions, src.data_end, partial_controls=True,
-                     max_rows=settings.effects.max_rows, seed=settings.training.seed)
+                     max_rows=settings.effects.max_rows, seed=settings.training.seed,
+                     stop_at_other_conversion=settings.effects.stop_at_other_conversion)
     feats = historical_features(settings, frame[["customer_id", "assigned_at"]].rename(
         columns={"assigned_at": "event_timestamp"}))
     names = list(src.feature_list)

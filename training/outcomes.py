@@ -18,6 +18,15 @@ by default it is kept only when it has seen the longest; with
 ``partial_controls`` as soon as it has seen the shortest, ``y_<action>`` being
 NaN for the actions whose horizon it has not (so an action's treated rows and
 its controls cover the same assignment times).
+
+With ``stop_at_other_conversion`` an assignment's window also ends at the
+customer's first conversion of *another* message (another action or
+campaign; for a control, any message): a control group keeps receiving the
+programme's other campaigns, and what those messages win back or sell -
+the converted purchase and everything the customer does after it - belongs
+to them. Without the stop, every control is partly "rescued" by the next
+campaign and each action's effect looks smaller the busier the programme
+is. Both arms are cut the same way, so the comparison stays randomised.
 """
 
 from __future__ import annotations
@@ -62,9 +71,11 @@ class _Windows:
             codes, groups = pd.factorize(_joined(*(rows[k] for k in by)))
             self._groups[by] = codes.astype(np.int64), pd.Index(groups)
 
+        self.stop = np.full(len(self.t), np.iinfo(np.int64).max)  # seconds at which each row's window ends early
+
     def sum(self, events: pd.DataFrame, by: tuple[str, ...], days, values: str | None = None) -> np.ndarray:
         """Per row: the count (or the sum of column `values`) of `events` of the row's group within `days` after
-        the row's time."""
+        the row's time (and before the row's ``stop``)."""
         row_codes, codes = self._groups[by]
         c = codes.get_indexer(_joined(*(events[k] for k in by))).astype(np.int64)
         keep = c >= 0
@@ -72,7 +83,33 @@ class _Windows:
         order = np.argsort(keys, kind="stable")
         v = None if values is None else np.nan_to_num(events[values].to_numpy(float)[keep][order])
         lo = (row_codes << 40) + self.t
-        return _window_sum(keys[order], v, lo, lo + (np.asarray(days) * 86400).astype(np.int64))
+        end = np.minimum(self.t + (np.asarray(days) * 86400).astype(np.int64), np.maximum(self.stop, self.t))
+        return _window_sum(keys[order], v, lo, (row_codes << 40) + end)
+
+    def stop_at_other_conversion(self, rows: pd.DataFrame, conversions: pd.DataFrame) -> None:
+        """End each row's window at the customer's first conversion after the row's time that is not of the
+        row's own message (same action and campaign)."""
+        row_codes, codes = self._groups[("customer_id",)]
+        c = codes.get_indexer(conversions["customer_id"].astype(str)).astype(np.int64)
+        keep = c >= 0
+        secs = _seconds(conversions["event_timestamp"])[keep]
+        keys = (c[keep] << 40) + secs
+        order = np.argsort(keys, kind="stable")
+        keys, secs = keys[order], secs[order]
+        own = _joined(conversions["action_id"], conversions["campaign_id"]).to_numpy()[keep][order]
+        mine = _joined(rows["action_id"], rows["campaign_id"]).to_numpy()
+        k = np.searchsorted(keys, (row_codes << 40) + self.t, side="right")
+        open_ = np.ones(len(k), bool)
+        while open_.any():  # skip the row's own conversions (a purchase and a redemption at most, usually)
+            j = np.flatnonzero(open_)
+            inside = k[j] < len(keys)
+            inside[inside] &= (keys[k[j[inside]]] >> 40) == row_codes[j[inside]]
+            open_[j[~inside]] = False
+            j = j[inside]
+            is_own = own[k[j]] == mine[j]
+            self.stop[j[~is_own]] = secs[k[j[~is_own]]]
+            open_[j[~is_own]] = False
+            k[j[is_own]] += 1
 
 
 def _of_type(events: pd.DataFrame, event_type: str) -> pd.DataFrame:
@@ -98,7 +135,7 @@ def redemptions(windows: _Windows, events: pd.DataFrame, horizon_days: np.ndarra
 
 def outcomes(assignments: pd.DataFrame, events: pd.DataFrame, catalogue: Mapping,
              data_end: pd.Timestamp, partial_controls: bool = False, max_rows: int | None = None,
-             seed: int = 0) -> pd.DataFrame:
+             seed: int = 0, stop_at_other_conversion: bool = False) -> pd.DataFrame:
     """For every assignment row and every catalogue action it can speak for, the outcome in currency.
 
     Treated rows (action a) get ``y`` for their own action; control rows (``no_action``) get one
@@ -126,6 +163,8 @@ def outcomes(assignments: pd.DataFrame, events: pd.DataFrame, catalogue: Mapping
     ev = events[events["event_type"].isin(types).to_numpy()]
     ev = ev[ev["customer_id"].astype(str).isin(pd.unique(out["customer_id"].astype(str))).to_numpy()]
     windows = _Windows(out)
+    if stop_at_other_conversion:
+        windows.stop_at_other_conversion(out, _of_type(ev, "message_converted"))
     treated = out["action_id"].ne(NO_ACTION).to_numpy()
     action = out["action_id"].to_numpy()
     y = np.full(len(out), np.nan)
