@@ -6,7 +6,8 @@ every violation at once, each naming the file, the column, how many rows and
 example row numbers, so a data engineer knows what to fix.
 
 ``assignments`` records who was eligible and *randomised* to which option -
-controls who received nothing included (``action_id = no_action``) - with the
+controls who received nothing included (``action_id = no_action``, and when
+the log knows it the ``holdout_action`` they were held out from) - with the
 probability the assigning process gave that option: a campaign export with a
 random control group, an A/B/n test, or this product's own decision log. The
 outcomes are the ordinary events that follow. Effect models learn from it.
@@ -70,6 +71,8 @@ ASSIGNMENT_COLUMNS: tuple[Column, ...] = (
                                          "unknown (the row is then treated as not randomised)"),
     Column("campaign_id", "string", False, "campaign (or A/B test) of the assignment"),
     Column("decision_id", "string", False, "decision of this product behind the assignment"),
+    Column("holdout_action", "string", False, f"for a `{NO_ACTION}` row of a control group: the action the customer "
+                                              "was held out from (what the campaign would have sent); empty otherwise"),
 )
 
 TABLES = {"customers": CUSTOMER_COLUMNS, "events": EVENT_COLUMNS}
@@ -299,6 +302,15 @@ def validate_assignments(assignments: pd.DataFrame, customers: pd.DataFrame | No
         if wrong.any():
             out.append(_violation(file, "channel", "the catalogue does not allow this action on this channel", wrong,
                                   action + " by " + channel.fillna("")))
+    holdout = a["holdout_action"]
+    sent_with_holdout = ~held & holdout.notna().to_numpy()
+    if sent_with_holdout.any():
+        out.append(_violation(file, "holdout_action", f"only a {NO_ACTION} row is held out: leave it empty on a send",
+                              sent_with_holdout, holdout))
+    if catalogue is not None:
+        unknown = (holdout.notna() & ~holdout.isin(list(catalogue))).to_numpy()
+        if unknown.any():
+            out.append(_violation(file, "holdout_action", "not an action of the catalogue", unknown, holdout))
     p = a["propensity"].to_numpy(float)
     bad = ~np.isnan(p) & ((p <= 0) | (p > 1))
     if bad.any():

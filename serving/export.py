@@ -1,11 +1,12 @@
 """`nextbest export-log`: the product's own decisions and what followed, as the data contract's tables.
 
 The decision log (``serving.history``) becomes the contract's ``assignments``: one row per decision -
-``no_action`` for control members and every other decision that sent nothing - with the propensity the decision
-carried (empty when the service withheld the send: not randomised), the decision as its ``campaign_id`` and
-``decision_id``. The feedback becomes ``events``: ``message_sent`` ... ``unsubscribed``, and a purchase for every
-converted amount (``serving.history.contract_events``), the decision again as the campaign, so the outcomes of
-an assignment (``training/outcomes.py``) count its own message's conversions and redemptions.
+``no_action`` for control members (with the ``holdout_action`` they were held out from) and every other decision
+that sent nothing - with the propensity the decision carried (empty when the service withheld the send: not
+randomised), the decision as its ``campaign_id`` and ``decision_id``. The feedback becomes ``events``:
+``message_sent`` ... ``unsubscribed``, and a purchase for every converted amount (``serving.history.contract_events``),
+the decision again as the campaign, so the outcomes of an assignment (``training/outcomes.py``) count its own
+message's conversions and redemptions.
 
 Nothing is counted twice: the log keeps one row per decision (a retried request is answered from it) and one
 per decision and feedback event (a repeated event is recognised), and the export drops duplicates again when it
@@ -48,6 +49,8 @@ def log_assignments(decisions: pd.DataFrame) -> pd.DataFrame:
         "propensity": pd.to_numeric(d["propensity"], errors="coerce").to_numpy(float),
         "campaign_id": d["decision_id"].to_numpy(),
         "decision_id": d["decision_id"].to_numpy(),
+        "holdout_action": np.where(~sent & d["holdout_action"].notna().to_numpy() & d["holdout_action"].ne(NO_ACTION)
+                                   .to_numpy(), d["holdout_action"].to_numpy(object), None),
     }).reset_index(drop=True)
 
 

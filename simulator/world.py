@@ -863,7 +863,7 @@ class _Sim:
 
 def assignments_of(targets: pd.DataFrame) -> pd.DataFrame:
     """The campaign targets as the contract's assignments table: control members (and decisions to send nothing)
-    as no_action without a channel."""
+    as no_action without a channel, a control member with the action it was held out from."""
     action = targets["action_id"].astype(object).to_numpy()
     nothing = targets["control"].to_numpy(bool) | pd.isna(action)  # held out, or a decision to send nothing
     channel = targets["channel"].astype(object).to_numpy()
@@ -874,6 +874,7 @@ def assignments_of(targets: pd.DataFrame) -> pd.DataFrame:
         "channel": np.where(nothing, None, channel),
         "propensity": targets["propensity"].to_numpy(float),
         "campaign_id": targets["campaign_id"].astype(str).to_numpy(),
+        "holdout_action": np.where(targets["control"].to_numpy(bool) & pd.notna(action), action, None),
     })
 
 

@@ -12,7 +12,12 @@ The learner is an X-learner's treated side, pooled over options
 
 1. *Outcome without contact* - one LightGBM regression per distinct objective
    (e.g. purchase amount over 30 days), fitted on the control rows only, with
-   the customer's features and the activation and churn heads' scores.
+   the customer's features, the activation and churn heads' scores and, where
+   the log says it, the action each control was held out from
+   (``holdout_action``; a treated row reads it as its own action): campaigns
+   target on what they saw at that moment, which weekly features can miss, and
+   a control is comparable with the customers sent the action it was held out
+   from.
 2. *Effect of the option* - the treated rows' outcomes minus that baseline,
    regressed with one LightGBM on the customer's features and the option:
    action, channel, the channel head's P(click) at the hour it went out, and the
@@ -99,6 +104,18 @@ class EffectData:
         """[n, A] how much each control row speaks for each action (``control_weights``), computed once for
         every split and every model the data judges."""
         return control_weights(self.frame, self.actions)
+
+    @cached_property
+    def held_out(self) -> np.ndarray | None:
+        """[n] the action each row speaks for: a treated row its own, a control the action it was held out from
+        (the assignments' ``holdout_action``; NaN where the log does not say); None when no control says."""
+        f = self.frame
+        control = f["action_id"].eq(NO_ACTION).to_numpy()
+        if "holdout_action" not in f or not f["holdout_action"][control].notna().any():
+            return None
+        index = {a: i for i, a in enumerate(self.actions)}
+        own = f["action_id"].map(index).to_numpy(float)
+        return np.where(control, f["holdout_action"].map(index).to_numpy(float), own)
 
     @property
     def index(self) -> dict[str, int]:
@@ -231,7 +248,10 @@ def _grain_that_ranks_best(settings: Settings, data: EffectData, X, y, Xv, yv, c
 
 
 def _baseline_inputs(data: EffectData, rows: np.ndarray) -> np.ndarray:
-    return np.hstack([data.X[rows], data.p_activation[rows, None], data.p_churn[rows, None]])
+    cols = [data.X[rows], data.p_activation[rows, None], data.p_churn[rows, None]]
+    if data.held_out is not None:
+        cols.append(data.held_out[rows, None].astype(np.float32))
+    return np.hstack(cols)
 
 
 def fit_effects(settings: Settings, data: EffectData) -> EffectFit:
@@ -242,6 +262,8 @@ def fit_effects(settings: Settings, data: EffectData) -> EffectFit:
     split = f["split"].to_numpy()
     control = f["action_id"].eq(NO_ACTION).to_numpy()
     base_names = [*data.features, "opt_p_activation", "opt_p_churn"]
+    if data.held_out is not None:
+        base_names.append("opt_held_out_code")
     amount = amount_actions(settings, data.actions)
     baselines, base_pred = {}, {}
     treated = np.flatnonzero(~control)
@@ -260,7 +282,7 @@ def fit_effects(settings: Settings, data: EffectData) -> EffectFit:
         if len(tr) < 50 or len(va) < 20:
             raise SkipEffects(f"effect: too few control rows to learn the outcome without contact ({key})")
         booster = fit_regression(_baseline_inputs(data, tr), _winsor(units[tr]), _baseline_inputs(data, va),
-                         _winsor(units[va]), base_names, settings.training.seed)
+                         _winsor(units[va]), base_names, settings.training.seed, categorical=["opt_held_out_code"])
         baselines[key] = booster
         base_pred[key] = np.zeros(len(f))
         base_pred[key][treated] = booster.predict(_baseline_inputs(data, treated), num_threads=2) * per[treated]

@@ -241,6 +241,22 @@ def test_channels_of_assignments_follow_the_catalogue(tmp_path, catalogue):
     assert "no_action sends nothing" in text and "needs its channel" in text and "does not allow" in text
 
 
+def test_a_control_may_say_which_action_it_was_held_out_from(tmp_path, catalogue):
+    from nextbest.contract import load_assignments
+
+    c, e = good_tables()
+    a = good_assignments()
+    a["holdout_action"] = [None, "cross_sell", None]
+    write_world(tmp_path, c, e, a, fmt="csv")
+    loaded = load_assignments(tmp_path, catalogue, load_world(tmp_path)[0])
+    assert loaded.set_index("customer_id")["holdout_action"].to_dict() == {"a": None, "b": "cross_sell", "c": None}
+    a["holdout_action"] = ["welcome", "free_money", None]  # a send is not held out; an unknown action
+    write_world(tmp_path, c, e, a, fmt="csv")
+    text = "\n".join(v.describe() for v in validate_dir(tmp_path, catalogue)[2])
+    assert "'holdout_action'" in text and "only a no_action row is held out" in text and "rows 1" in text, text
+    assert "not an action of the catalogue" in text and "rows 2" in text, text
+
+
 def test_cli_validate_reads_the_catalogue(tmp_path):
     from nextbest.cli import app
 

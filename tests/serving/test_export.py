@@ -84,6 +84,9 @@ def test_the_log_exports_as_validated_assignments_and_events(served, tmp_path):
         assert row["action_id"] == d["action"] and row["propensity"] == pytest.approx(d["propensity"])
         assert (row["channel"] is None) == (d["action"] == NO_ACTION)
         assert row["customer_id"] == d["customer_id"] and row["campaign_id"] == d["decision_id"]
+        held = d["control_group"] and d["holdout_action"] not in (None, NO_ACTION)
+        assert row["holdout_action"] == (d["holdout_action"] if held else None)  # what a control was held out from
+    assert any(d["control_group"] and d["holdout_action"] not in (None, NO_ACTION) for d in first)
     assert a["randomised"].all() and r["controls"] == int((a["action_id"] == NO_ACTION).sum())
     mine = events[events["campaign_id"].notna()]
     counts = mine.groupby(["campaign_id", "event_type"]).size()

@@ -169,6 +169,10 @@ def test_control_share_gets_nothing(world: World):
     assert not any(pair in pairs for pair in held_out)
     treated = cal[~cal["control"]].head(2000)
     assert all((c, k) in pairs for c, k in zip(treated["customer_id"].astype(str), treated["campaign_id"].astype(str)))
+    a = world.assignments  # a control says which action it was held out from; a send does not
+    held = a["action_id"].eq("no_action") & a["holdout_action"].notna()
+    assert held.sum() == tg["control"].sum() and a.loc[~a["action_id"].eq("no_action"), "holdout_action"].isna().all()
+    assert set(a.loc[held, "holdout_action"]) <= set(tg.loc[tg["control"], "action_id"].astype(str))
 
 
 def test_second_purchase_inside_window_lowers_dropout(world: World):

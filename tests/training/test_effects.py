@@ -91,6 +91,56 @@ def test_an_outcome_window_stops_at_another_messages_conversion():
     assert whole.loc["a", "y"] == pytest.approx(70.0) and whole.loc["b", "y_offer"] == pytest.approx(55.0)
 
 
+def _targeted_on_what_features_miss(n: int = 12000, seed: int = 3):
+    """Effect data of two actions a campaign sent by a trait the features do not show (say a purchase an hour
+    ago): `near` to the customers who spend 3x more without any message, `far` to the others; a quarter of
+    each held out. Both truly add 6 (currency)."""
+    from training.effects import EffectData
+
+    rng = np.random.default_rng(seed)
+    hidden = rng.random(n) < 0.5
+    action = np.where(hidden, "near", "far")
+    control = rng.random(n) < 0.25
+    y = 0.3 * (np.where(hidden, 300.0, 100.0) + rng.normal(0, 30, n) + np.where(control, 0.0, 20.0))
+    t = pd.Timestamp("2025-01-01", tz="UTC") + pd.to_timedelta(np.sort(rng.uniform(0, 300, n)), unit="D")
+    frame = pd.DataFrame({
+        "customer_id": [f"c{i}" for i in range(n)], "assigned_at": t,
+        "action_id": np.where(control, "no_action", action), "channel": np.where(control, None, "email"),
+        "propensity": np.where(control, 0.25, 0.75), "campaign_id": "k", "stage": 2,
+        "holdout_action": np.where(control, action, None),
+        "y": np.where(control, np.nan, y), "y_near": np.where(control, y, np.nan), "y_far": np.where(control, y, np.nan),
+        "split": np.select([np.arange(n) < 0.6 * n, np.arange(n) < 0.8 * n], ["train", "valid"], "test")})
+    features = ["monetary_365d", "frequency_365d", "noise"]
+    X = np.column_stack([np.full(n, 200.0), np.full(n, 2.0), rng.normal(size=n)]).astype(np.float32)
+    half = np.full(n, 0.5, np.float32)
+    return EffectData(features, ["near", "far"], frame, X, half, half, np.full((n, 5), 0.1, np.float32), 100.0)
+
+
+@pytest.mark.parametrize("told", [True, False])
+def test_a_control_is_compared_with_the_sends_of_the_action_it_was_held_out_from(tmp_path, told):
+    """When the log says which action each control was held out from, each action's increment is read against
+    its own controls and comes out right; without it, the pooled controls make the action sent to the big
+    spenders look hugely profitable and the other harmful."""
+    from nextbest.settings import DEFAULT_CONFIG_DIR, load_settings
+    from training.effects import fit_effects, predict_increments
+
+    defaults = list(load_settings(DEFAULT_CONFIG_DIR, environ={}).actions)
+    s = settings_for(tmp_path, copy_configs(tmp_path / "configs", drop_actions=defaults,
+                                            add_actions={"near": ACTION, "far": ACTION}))
+    data = _targeted_on_what_features_miss()
+    if not told:
+        data.frame["holdout_action"] = None
+    fit = fit_effects(s, data)
+    f = data.frame
+    for a, name in enumerate(data.actions):
+        rows = np.flatnonzero(f["action_id"].eq(name).to_numpy() & f["split"].eq("test").to_numpy())
+        learned = predict_increments(s, fit.effect, data, rows, a, np.zeros(len(rows), int)).mean()
+        if told:
+            assert learned == pytest.approx(6.0, abs=2.5), (name, learned)
+        else:
+            assert abs(learned - 6.0) > 15, (name, learned)
+
+
 # --------------------------------------------------------------------------- a campaign
 
 
