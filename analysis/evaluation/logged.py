@@ -68,7 +68,8 @@ class Logged:
 
 
 def read_log(settings: Settings, directory: Path | str, seed: int = 0) -> tuple[pd.DataFrame, pd.Timestamp]:
-    """The randomised assignments of a contract folder with their outcomes (horizon observed by the newest event)."""
+    """The randomised assignments of a contract folder with their outcomes (horizon observed by the newest event),
+    measured as the effect model measures them (``effects.stop_at_other_conversion``)."""
     from nextbest.contract import load_assignments, load_world
     from training.outcomes import outcomes
 
@@ -78,7 +79,8 @@ def read_log(settings: Settings, directory: Path | str, seed: int = 0) -> tuple[
         raise SystemExit(f"{directory}: no assignments with a propensity: nothing was randomised, so no policy "
                          "can be judged off-policy (export the product's decisions with `nextbest export-log`)")
     data_end = pd.Timestamp(events["event_timestamp"].max())
-    frame = outcomes(assignments[assignments["randomised"]], events, settings.actions, data_end)
+    frame = outcomes(assignments[assignments["randomised"]], events, settings.actions, data_end,
+                     stop_at_other_conversion=settings.effects.stop_at_other_conversion)
     if frame.empty:
         longest = max(a.objective.horizon_days for a in settings.actions.values())
         raise SystemExit(f"{directory}: no logged assignment's outcome is observed yet (events end {data_end}; "
