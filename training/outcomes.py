@@ -24,9 +24,11 @@ customer's first conversion of *another* message (another action or
 campaign; for a control, any message): a control group keeps receiving the
 programme's other campaigns, and what those messages win back or sell -
 the converted purchase and everything the customer does after it - belongs
-to them. Without the stop, every control is partly "rescued" by the next
-campaign and each action's effect looks smaller the busier the programme
-is. Both arms are cut the same way, so the comparison stays randomised.
+to them. The assignment's own message keeps counting to its horizon (its
+conversions, and the incentive it paid on a redemption). Without the stop,
+every control is partly "rescued" by the next campaign and each action's
+effect looks smaller the busier the programme is. Both arms are cut the same
+way, so the comparison stays randomised.
 """
 
 from __future__ import annotations
@@ -75,7 +77,8 @@ class _Windows:
 
     def sum(self, events: pd.DataFrame, by: tuple[str, ...], days, values: str | None = None) -> np.ndarray:
         """Per row: the count (or the sum of column `values`) of `events` of the row's group within `days` after
-        the row's time (and before the row's ``stop``)."""
+        the row's time; the customer's own events (`by` the customer alone, not tied to the row's message) only
+        before the row's ``stop``."""
         row_codes, codes = self._groups[by]
         c = codes.get_indexer(_joined(*(events[k] for k in by))).astype(np.int64)
         keep = c >= 0
@@ -83,7 +86,9 @@ class _Windows:
         order = np.argsort(keys, kind="stable")
         v = None if values is None else np.nan_to_num(events[values].to_numpy(float)[keep][order])
         lo = (row_codes << 40) + self.t
-        end = np.minimum(self.t + (np.asarray(days) * 86400).astype(np.int64), np.maximum(self.stop, self.t))
+        end = self.t + (np.asarray(days) * 86400).astype(np.int64)
+        if by == ("customer_id",):
+            end = np.minimum(end, np.maximum(self.stop, self.t))
         return _window_sum(keys[order], v, lo, (row_codes << 40) + end)
 
     def stop_at_other_conversion(self, rows: pd.DataFrame, conversions: pd.DataFrame) -> None:

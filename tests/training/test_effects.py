@@ -67,28 +67,33 @@ def test_a_control_speaks_for_the_actions_whose_horizon_it_has_seen():
 
 def test_an_outcome_window_stops_at_another_messages_conversion():
     """What another campaign's message wins - its converted purchase and everything after - is not counted for
-    an assignment; the assignment's own conversion does not stop its window."""
+    an assignment; the assignment's own conversion does not stop its window, and the incentive its message paid
+    is counted to the horizon."""
     from nextbest.settings import Objective
 
     t = pd.Timestamp("2025-03-01", tz="UTC")
     d = lambda n: t + pd.Timedelta(days=n)  # noqa: E731
-    catalogue = {"offer": type("A", (), {"objective": Objective(horizon_days=30), "value": 1.0, "incentive": 0.0})}
+    catalogue = {"offer": type("A", (), {"objective": Objective(horizon_days=30), "value": 1.0, "incentive": 5.0})}
     assignments = pd.DataFrame({
-        "customer_id": ["a", "b"], "assigned_at": [t, t], "action_id": ["offer", "no_action"],
-        "channel": ["email", None], "propensity": [0.8, 0.2], "campaign_id": ["k1", "k1"]})
-    events = pd.DataFrame({
-        "customer_id": ["a", "a", "a", "a", "a", "b", "b", "b"],
-        "event_timestamp": [d(1), d(1), d(3), d(6), d(9), d(2), d(5), d(8)],
-        "event_type": ["message_converted", "purchase", "purchase", "message_converted", "purchase",
-                       "purchase", "message_converted", "purchase"],
-        "amount": [np.nan, 10.0, 20.0, np.nan, 40.0, 5.0, np.nan, 50.0],
-        "action_id": ["offer", None, None, "offer", None, None, "offer", None],
-        "campaign_id": ["k1", None, None, "k2", None, None, "k3", None]})
+        "customer_id": ["a", "b", "c"], "assigned_at": [t, t, t], "action_id": ["offer", "no_action", "offer"],
+        "channel": ["email", None, "email"], "propensity": [0.8, 0.2, 0.8], "campaign_id": ["k1", "k1", "k1"]})
+    rows = [("a", 1, "message_converted", np.nan, "offer", "k1"), ("a", 1, "purchase", 10.0, None, None),
+            ("a", 3, "purchase", 20.0, None, None), ("a", 6, "message_converted", np.nan, "offer", "k2"),
+            ("a", 9, "purchase", 40.0, None, None),
+            ("b", 2, "purchase", 5.0, None, None), ("b", 5, "message_converted", np.nan, "offer", "k3"),
+            ("b", 8, "purchase", 50.0, None, None),
+            ("c", 1, "purchase", 8.0, None, None), ("c", 2, "message_converted", np.nan, "offer", "k9"),
+            ("c", 4, "message_converted", np.nan, "offer", "k1"), ("c", 4, "purchase", 30.0, None, None)]
+    events = pd.DataFrame(rows, columns=["customer_id", "event_timestamp", "event_type", "amount", "action_id",
+                                         "campaign_id"])
+    events["event_timestamp"] = events["event_timestamp"].map(d)
     cut = outcomes(assignments, events, catalogue, d(40), stop_at_other_conversion=True).set_index("customer_id")
-    assert cut.loc["a", "y"] == pytest.approx(30.0)  # own conversion at day 1 kept; k2 converts at day 6
+    assert cut.loc["a", "y"] == pytest.approx(30.0 - 5.0)  # own conversion at day 1 kept; k2 converts at day 6
     assert cut.loc["b", "y_offer"] == pytest.approx(5.0)  # a control: any conversion (k3 at day 5) ends it
+    assert cut.loc["c", "y"] == pytest.approx(8.0 - 5.0)  # k9 ends the purchases; its own voucher still cost 5
     whole = outcomes(assignments, events, catalogue, d(40)).set_index("customer_id")
-    assert whole.loc["a", "y"] == pytest.approx(70.0) and whole.loc["b", "y_offer"] == pytest.approx(55.0)
+    assert whole.loc["a", "y"] == pytest.approx(65.0) and whole.loc["b", "y_offer"] == pytest.approx(55.0)
+    assert whole.loc["c", "y"] == pytest.approx(33.0)
 
 
 def _targeted_on_what_features_miss(n: int = 12000, seed: int = 3):
