@@ -41,6 +41,8 @@ def log_assignments(decisions: pd.DataFrame) -> pd.DataFrame:
     """The decision log's rows as the contract's assignments (one per decision)."""
     d = decisions.drop_duplicates("decision_id")
     sent = d["action"].ne(NO_ACTION).to_numpy()
+    holdout = d["holdout_action"].to_numpy(object)
+    held = ~sent & d["holdout_action"].notna().to_numpy() & (holdout != NO_ACTION)
     return pd.DataFrame({
         "customer_id": d["customer_id"].astype(str).to_numpy(),
         "assigned_at": pd.to_datetime(d["decided_at"], utc=True, format="ISO8601"),
@@ -49,8 +51,7 @@ def log_assignments(decisions: pd.DataFrame) -> pd.DataFrame:
         "propensity": pd.to_numeric(d["propensity"], errors="coerce").to_numpy(float),
         "campaign_id": d["decision_id"].to_numpy(),
         "decision_id": d["decision_id"].to_numpy(),
-        "holdout_action": np.where(~sent & d["holdout_action"].notna().to_numpy() & d["holdout_action"].ne(NO_ACTION)
-                                   .to_numpy(), d["holdout_action"].to_numpy(object), None),
+        "holdout_action": np.where(held, holdout, None),
     }).reset_index(drop=True)
 
 

@@ -59,6 +59,7 @@ from nextbest.vocabulary import CHANNELS, EFFECT_MODEL, NO_ACTION
 WINSOR = (0.001, 0.999)
 TOP_SHARE = 0.30  # "uplift in the top 30%"
 CURVE_POINTS = 10
+HELD_OUT_INPUT = "opt_held_out_code"  # the baseline's input: the action a row speaks for (EffectData.held_out)
 BASE_PARAMS = {
     "objective": "regression", "learning_rate": 0.05, "num_leaves": 31, "min_data_in_leaf": 400,
     "feature_fraction": 0.7, "bagging_fraction": 0.8, "bagging_freq": 1, "lambda_l2": 10.0, "max_bin": 63,
@@ -263,7 +264,7 @@ def fit_effects(settings: Settings, data: EffectData) -> EffectFit:
     control = f["action_id"].eq(NO_ACTION).to_numpy()
     base_names = [*data.features, "opt_p_activation", "opt_p_churn"]
     if data.held_out is not None:
-        base_names.append("opt_held_out_code")
+        base_names.append(HELD_OUT_INPUT)
     amount = amount_actions(settings, data.actions)
     baselines, base_pred = {}, {}
     treated = np.flatnonzero(~control)
@@ -282,7 +283,7 @@ def fit_effects(settings: Settings, data: EffectData) -> EffectFit:
         if len(tr) < 50 or len(va) < 20:
             raise SkipEffects(f"effect: too few control rows to learn the outcome without contact ({key})")
         booster = fit_regression(_baseline_inputs(data, tr), _winsor(units[tr]), _baseline_inputs(data, va),
-                         _winsor(units[va]), base_names, settings.training.seed, categorical=["opt_held_out_code"])
+                         _winsor(units[va]), base_names, settings.training.seed, categorical=[HELD_OUT_INPUT])
         baselines[key] = booster
         base_pred[key] = np.zeros(len(f))
         base_pred[key][treated] = booster.predict(_baseline_inputs(data, treated), num_threads=2) * per[treated]

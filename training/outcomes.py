@@ -72,7 +72,6 @@ class _Windows:
         for by in (("customer_id",), ("customer_id", "campaign_id"), ("customer_id", "action_id", "campaign_id")):
             codes, groups = pd.factorize(_joined(*(rows[k] for k in by)))
             self._groups[by] = codes.astype(np.int64), pd.Index(groups)
-
         self.stop = np.full(len(self.t), np.iinfo(np.int64).max)  # seconds at which each row's window ends early
 
     def sum(self, events: pd.DataFrame, by: tuple[str, ...], days, values: str | None = None) -> np.ndarray:
