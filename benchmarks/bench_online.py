@@ -267,7 +267,7 @@ def breakdown(settings, ids: np.ndarray, repeats: int = 200) -> list[dict]:
             t0 = time.perf_counter()
             X, found, tz = online.read(batch, context=ctx)
             t1 = time.perf_counter()
-            scorer.score(X, np.asarray(eng.policy.allowed_hours, bool))
+            scorer.score(X, eng.policy)
             t2 = time.perf_counter()
             d = decide_arrays(eng.policy, scorer, eng.feature_index, batch, X, found, tz, now,
                               trigger=["none"] * n, trigger_channel=[None] * n, near_store=[False] * n,

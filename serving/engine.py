@@ -79,7 +79,7 @@ def decide_arrays(policy, scorer: Scorer, feature_index: dict, ids, X: np.ndarra
                             now=now, effects=scorer.increments(X), **context)
     rows = np.flatnonzero(needs_scores(inputs, policy))
     if len(rows):
-        scores = scorer.score(inputs.X if len(rows) == inputs.n else inputs.X[rows], np.asarray(policy.allowed_hours, bool))
+        scores = scorer.score(inputs.X if len(rows) == inputs.n else inputs.X[rows], policy)
         inputs.set_scores(rows, scores.p_activation, scores.p_churn, scores.p_response, scores.hour_dist)
     else:
         inputs.set_scores(rows)
@@ -453,7 +453,7 @@ class Engine:
 
     def _check_models(self) -> None:
         X = np.full((1, len(self.feature_index)), np.nan, np.float32)
-        scores = self.scorer.score(X, np.asarray(self.policy.allowed_hours, bool))
+        scores = self.scorer.score(X, self.policy)
         for name in ("p_activation", "p_churn", "p_response", "hour_dist"):
             v = getattr(scores, name)
             if v is not None and not np.isfinite(v).all():

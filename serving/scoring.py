@@ -14,6 +14,9 @@ import numpy as np
 
 from features.message import MESSAGE_INPUTS, OPTION_INPUTS, effect_matrix, effect_scale, message_inputs, message_stat_features
 from nextbest.vocabulary import CHAMPION, CHANNELS, EFFECT_MODEL, HEADS
+from serving.policy.common import DEFAULT_SEND_HOUR
+from serving.policy.compile import CompiledPolicy
+from serving.policy.rules import model_send_hour
 
 log = logging.getLogger("nextbest.serving")
 MANY_ROWS = 65_536  # option rows evaluated together by EffectIncrements.many
@@ -161,8 +164,9 @@ class Scorer:
         return None if self.effect is None else EffectIncrements(self.effect, X, self._index, self.min_assignments,
                                                                  self.n_jobs)
 
-    def score(self, X: np.ndarray, allowed_hours: np.ndarray | None = None) -> Scores:
-        """Scores for the rows of X; the channel head is asked at each customer's best allowed hour."""
+    def score(self, X: np.ndarray, policy: CompiledPolicy | None = None) -> Scores:
+        """Scores for the rows of X; the channel head is asked at the hour the policy would send at
+        (:func:`model_send_hour`; without a policy, any hour is allowed and the default is 10:00)."""
         n = len(X)
         out = {}
         for head in ("activation", "churn"):
@@ -175,11 +179,10 @@ class Scorer:
         p_response = None
         m = self.models.get("channel")
         if m is not None and n:
-            if hour_dist is not None:
-                masked = hour_dist if allowed_hours is None else np.where(allowed_hours[None, :], hour_dist, -np.inf)
-                best_hour = masked.argmax(axis=1).astype(np.float32)
+            if policy is None:
+                best_hour = model_send_hour(hour_dist, n, np.ones(24, bool), DEFAULT_SEND_HOUR)
             else:
-                best_hour = np.full(n, 10, np.float32)
+                best_hour = model_send_hour(hour_dist, n, policy.allowed_hours, policy.default_hour)
             k = len(CHANNELS)
             base = np.repeat(X[:, self._cols["channel"]], k, axis=0)
             extra = message_inputs(np.repeat(X[:, self._stat_cols], k, axis=0), self._stat_index,

@@ -174,7 +174,7 @@ def evaluate_world(settings: Settings, oracle, as_of=None, customers: int | None
         "nextbest_wrong_lifts": choice_of(run(wrong, scorer, "wrong")),
         "response_ranked_wrong_lifts": choice_of(run(wrong, priors_only, "wrong_priors")),
     }
-    scores = scorer.score(X, np.asarray(pol.allowed_hours, bool)) if found.any() else None
+    scores = scorer.score(X, pol) if found.any() else None
     truth = OracleIncrements(oracle, ids, t, settings)
     oracle_inputs, col = oracle_decision_inputs(pol, truth, index, X, found, tz, now, scores, "evaluate:oracle")
     choices["oracle"] = choice_of(decide(oracle_inputs, pol))

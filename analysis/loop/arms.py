@@ -90,7 +90,7 @@ def decide_oracle(settings: Settings, policy, scorer, index: dict, today: Today,
     who = np.zeros(len(world.ids), bool)
     who[today.rows] = True
     truth = OracleIncrements(world.oracle(who), today.ids, world.now, settings)
-    scores = scorer.score(today.X, np.asarray(policy.allowed_hours, bool))
+    scores = scorer.score(today.X, policy)
     inputs, _ = oracle_decision_inputs(policy, truth, index, today.X, today.found, today.timezones,
                                        world.now.to_pydatetime(), scores, f"loop:oracle:{world.now.date()}")
     return decide(inputs, dataclasses.replace(policy, exploration_share=0.0))

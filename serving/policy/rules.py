@@ -71,9 +71,7 @@ def hour_scores(
     if dist is None:
         scores, missing = np.empty((n, 24), np.float32), np.ones(n, bool)
     else:
-        # a message is read in the hour it lands and the next ones: score each hour with its neighbours
-        # (circular weights 1/4, 1/2, 1/4), which favours the centre of a customer's active period
-        scores = 0.5 * dist + 0.25 * np.roll(dist, 1, axis=1) + 0.25 * np.roll(dist, -1, axis=1)
+        scores = _read_in_neighbours(dist)
         missing = ~np.isfinite(dist).all(axis=1) | ~found | (dist.sum(axis=1) <= 0)
     rows = np.flatnonzero(missing)
     if len(rows):
@@ -84,6 +82,23 @@ def hour_scores(
         scores[rows] = np.where(share_ok[:, None], np.nan_to_num(share) + 1e-6 * default, default)
     scores[:, ~policy.allowed_hours] = -np.inf
     return scores, missing
+
+
+def _read_in_neighbours(dist: np.ndarray) -> np.ndarray:
+    """A message is read in the hour it lands and the next ones: each hour scored with its neighbours
+    (circular weights 1/4, 1/2, 1/4), which favours the centre of a customer's active period."""
+    return 0.5 * dist + 0.25 * np.roll(dist, 1, axis=1) + 0.25 * np.roll(dist, -1, axis=1)
+
+
+def model_send_hour(dist: np.ndarray | None, n: int, allowed_hours: np.ndarray, default_hour: int) -> np.ndarray:
+    """The local hour [n] (float32) the channel head is asked at: the best allowed hour of the send-time
+    model's distribution scored as :func:`hour_scores` scores it; the default hour without a distribution."""
+    if dist is None:
+        return np.full(n, default_hour, np.float32)
+    scores = np.where(allowed_hours[None, :], _read_in_neighbours(dist), -np.inf)
+    hour = scores.argmax(axis=1)
+    unknown = ~np.isfinite(scores.max(axis=1))
+    return np.where(unknown, default_hour, hour).astype(np.float32)
 
 
 def best_hours(scores: np.ndarray, k: int = 3) -> np.ndarray:

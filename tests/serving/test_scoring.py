@@ -108,7 +108,7 @@ class RowScores:
     def increments(self, X):
         return None
 
-    def score(self, X, allowed_hours=None):
+    def score(self, X, policy=None):
         from serving.scoring import Scores
 
         self.asked.append(len(X))
@@ -167,3 +167,49 @@ def test_only_customers_with_an_option_left_are_scored_and_decisions_do_not_chan
         CustomerDecision.model_validate(rec)  # the response schema says an unscored score is null
     frame = got.to_frame()
     assert frame["p_activation"].iloc[:3].isna().all() and frame["p_activation"].iloc[4:].notna().all()
+
+
+class _Head:
+    """A head stand-in: fixed outputs, recording the rows it was asked about."""
+
+    def __init__(self, features, out):
+        self.features, self.out, self.asked = features, out, []
+
+    def predict(self, X, n_jobs=1):
+        self.asked.append(X.copy())
+        return self.out(X)
+
+
+def test_the_channel_head_is_asked_at_the_hour_the_policy_sends(parts):
+    """P(click) is predicted for the hour the decision schedules: the send-time distribution read with its
+    neighbours, outside quiet hours — not the distribution's raw peak."""
+    from types import SimpleNamespace
+
+    from features.message import MESSAGE_INPUTS, message_stat_features
+    from serving.engine import decide_arrays
+    from serving.scoring import Scorer
+
+    s, _, X, index = parts
+    pol = compile_policy(s)
+    n = len(X)
+    dist = np.full((n, 24), 0.01, np.float32)
+    dist[:, 14] = 0.3                    # a lone spike: the raw peak
+    dist[:, 17:20] = 0.2                 # a broad evening: the best hour once neighbours count
+    dist[: n // 2, 22] = dist[: n // 2, 21] = dist[: n // 2, 23] = 0.4  # peaks in the quiet hours
+    assert not pol.allowed_hours[22] and pol.allowed_hours[14] and pol.allowed_hours[18]
+    stats = message_stat_features()
+    channel = _Head([*stats, *MESSAGE_INPUTS], lambda Xc: np.full(len(Xc), 0.05, np.float32))
+    send_time = _Head(["tenure_days"], lambda Xc: dist[: len(Xc)].ravel())
+    models = {h: SimpleNamespace(head=head, version="1") for h, head in (("channel", channel), ("send_time", send_time))}
+    scorer = Scorer(list(index), models, None, {})
+    ids = np.array([f"c{i}" for i in range(n)], dtype=object)
+    now = datetime(2025, 6, 3, 7, 17, tzinfo=timezone.utc)
+    got = decide_arrays(pol, scorer, index, ids, X, np.ones(n, bool), ["Europe/Paris"] * n, now, request_id="r1")
+
+    asked = channel.asked[0][:, len(stats) + MESSAGE_INPUTS.index("msg_local_hour")].reshape(n, len(CHANNELS))
+    assert (asked == 18).all()
+    np.testing.assert_array_equal(got.best_hours[:, 0], asked[:, 0])
+
+    no_policy = scorer.score(X[:4], None)  # without a policy every hour is allowed
+    assert (channel.asked[-1][:, len(stats) + MESSAGE_INPUTS.index("msg_local_hour")] == 22).all()
+    assert no_policy.p_response.shape == (4, len(CHANNELS))
