@@ -3,7 +3,7 @@ features, and the refresh of the customers they concern in the online store.
 
 - :class:`LiveEvents`: the received events and customers, indexed by customer.
 - :func:`push`: record new contract events and recompute the affected customers' snapshot with the
-  pipeline's own code (:func:`features.pipeline.snapshot_at`), written through the packed view's push source.
+  pipeline's own code (:func:`features.compute.snapshot_at`), written through the packed view's push source.
 - :func:`refresh_live`: after a bulk rewrite of the online store, the customers with live events again.
 """
 
@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from features import pipeline
+from features.compute import snapshot_at
 from features.names import views
 from features.store import _defs, _state, customer_feature_names, get_store, pack_vectors
 from nextbest.vocabulary import ENTITY_KEY
@@ -156,7 +157,7 @@ def _snapshot_vectors(settings, ids: list[str], t, names: list[str]):
     events = pd.concat(frames, ignore_index=True) if frames else live_e
     events = events.copy()
     events["event_timestamp"] = pd.to_datetime(events["event_timestamp"], utc=True)
-    snaps = pipeline.snapshot_at(customers, events, t, settings)
+    snaps = snapshot_at(customers, events, t, settings)
     return snaps
 
 

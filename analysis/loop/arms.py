@@ -2,7 +2,7 @@
 
 * ``nextbest`` (learning, or frozen at day 0): the serving path itself -
   features computed from the world's tables as they stand at the start of the
-  day (``features.pipeline.snapshot_at``, the pipeline's own code), the champion
+  day (``features.compute.snapshot_at``, the pipeline's own code), the champion
   heads and effect model (``serving.engine.decide_arrays``), control group and
   exploration on as configured;
 * ``oracle``: the same rules and control group, every option valued with its
@@ -50,7 +50,7 @@ def features_today(settings: Settings, world: LiveWorld, names: list[str], skip:
     them this morning."""
     from features.context import with_context
     from features.names import CONTEXT
-    from features.pipeline import snapshot_at
+    from features.compute import snapshot_at
 
     who = world.triggered() & ~world.pending()
     if skip is not None:

@@ -6,11 +6,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from features import pipeline
+from features import compute, pipeline
 from features.names import customer_features, views
-from features.pipeline import build_snapshots, snapshot_at, snapshot_times
+from features.compute import build_snapshots, snapshot_at, snapshot_times
 from nextbest.contract import write_world
-from nextbest.vocabulary import CHANNELS
+from nextbest.vocabulary import CHANNELS, RFM_SEGMENTS
 from tests.features.world import make_world
 
 T = pd.Timestamp("2025-06-01", tz="UTC")
@@ -214,7 +214,7 @@ def test_rfm_segment_drop(settings):
     assert (reg_row["rfm_segment_prev"], reg_row["rfm_segment"], reg_row["rfm_dropped"]) == (3, 2, 1)
     assert (loyal["rfm_segment_prev"], loyal["rfm_segment"], loyal["rfm_dropped"]) == (4, 4, 0)
     assert (new["rfm_segment_prev"], new["rfm_segment"], new["rfm_dropped"]) == (0, 2, 0)
-    assert pipeline.RFM_SEGMENTS[int(loyal["rfm_segment"])] == "loyal"
+    assert RFM_SEGMENTS[int(loyal["rfm_segment"])] == "loyal"
     # a year later everyone has lapsed
     later = snapshot_at(*frames(cs, evs), pd.Timestamp("2026-06-10", tz="UTC"), settings)
     assert row_of(later, "REG")["rfm_segment"] == 1 and row_of(later, "REG")["rfm_segment_prev"] == 1
@@ -254,11 +254,11 @@ def test_engagement_pressure_timing_and_consent(settings):
 
 
 def test_attribute_codes_are_stable():
-    codes = pipeline.attribute_code(["b2c", "b2b", "b2c", None])
+    codes = compute.attribute_code(["b2c", "b2b", "b2c", None])
     assert codes[0] == codes[2] and codes[0] != codes[1]
-    assert codes[3] == pipeline.attribute_code(["unknown"])[0]
-    assert 0 <= codes.min() and codes.max() < pipeline.ATTRIBUTE_CODE_MODULUS
-    assert pipeline.attribute_code(["b2c"])[0] == zlib.crc32(b"b2c") % 997 == 480  # fixed across runs and machines
+    assert codes[3] == compute.attribute_code(["unknown"])[0]
+    assert 0 <= codes.min() and codes.max() < compute.ATTRIBUTE_CODE_MODULUS
+    assert compute.attribute_code(["b2c"])[0] == zlib.crc32(b"b2c") % 997 == 480  # fixed across runs and machines
 
 
 def test_transactions_only_world_builds_and_says_so_once(settings, capsys):

@@ -223,7 +223,7 @@ def test_changed_catalogue_is_refused_with_a_rebuild_hint(tmp_path, built):
         store.apply(fewer)
 
 
-@pytest.mark.parametrize("module", ["features.pipeline", "features.store", "features.live", "features.context", "features.message"])
+@pytest.mark.parametrize("module", ["features.compute", "features.pipeline", "features.store", "features.live", "features.context", "features.message"])
 def test_modules_import_without_work(module):
     code = f"import sys; import {module}; assert 'feast' not in sys.modules, 'feast imported'"
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60)
@@ -233,9 +233,9 @@ def test_modules_import_without_work(module):
 def test_a_build_written_in_many_parts_reads_like_the_whole(tmp_path, tiny_world, monkeypatch):
     """The build writes one part per customer chunk; point-in-time reads, the newest snapshot and the online
     store see exactly the rows the pipeline computes in one piece."""
-    from features import pipeline, store
+    from features import compute, pipeline, store
 
-    monkeypatch.setattr(pipeline, "_MAX_CHUNK_ROWS", 400)  # a few dozen customers per part
+    monkeypatch.setattr(compute, "_MAX_CHUNK_ROWS", 400)  # a few dozen customers per part
     s = settings_for(tmp_path / "data")
     customers, events = tiny_world
     write_world(s.world_dir, customers, events)
@@ -243,7 +243,7 @@ def test_a_build_written_in_many_parts_reads_like_the_whole(tmp_path, tiny_world
     assert summary["parts"] >= 5
     for view in views(tuple(s.actions)):
         assert len(pipeline.snapshot_parts(s.features_dir / f"{view}.parquet")) == summary["parts"]
-    whole = pipeline.build_snapshots(*tiny_world, s, times=store.snapshot_times(s))
+    whole = compute.build_snapshots(*tiny_world, s, times=store.snapshot_times(s))
     key = ["event_timestamp", "customer_id"]
     for view, ref in whole.items():
         got = pd.read_parquet(s.features_dir / f"{view}.parquet").sort_values(key, ignore_index=True)
