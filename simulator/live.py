@@ -23,7 +23,9 @@ import pandas as pd
 
 from nextbest.vocabulary import CHANNELS
 from simulator.oracle import Oracle
-from simulator.world import ET, World, _Sim, customer_ids
+from simulator import legacy, tables
+from simulator.tables import ET
+from simulator.world import World, _Sim, customer_ids
 
 TRIGGER_EVENTS = ("registration", "visit", "cart_abandoned", "purchase", "message_clicked")
 
@@ -65,7 +67,7 @@ class LiveWorld:
             other.sim.rng = np.random.default_rng(seed)
         if calendar:
             other.sim.legacy_until = other.sim.E
-            other.sim.calendar(other.today)
+            legacy.calendar(other.sim, other.today)
         return other
 
     # -- what a CRM holds now ------------------------------------------------------
@@ -92,16 +94,16 @@ class LiveWorld:
     def customers(self, who: np.ndarray | None = None) -> pd.DataFrame:
         """The customers table as it stands now (consent as of now), registered customers only."""
         keep = self.registered() if who is None else np.asarray(who, bool) & self.registered()
-        return self.sim.customers(self.ids)[keep].reset_index(drop=True)
+        return tables.customers(self.sim, self.ids)[keep].reset_index(drop=True)
 
     def events(self, who: np.ndarray | None = None, types: tuple[str, ...] | None = None) -> pd.DataFrame:
         """The events before now (of the customers in `who`, of the `types`)."""
-        ev = self.sim.events(self.ids, keep=True, types=types, who=who)
+        ev = tables.events(self.sim, self.ids, keep=True, types=types, who=who)
         return ev[ev["event_timestamp"] < self.now].reset_index(drop=True)
 
     def targets(self) -> pd.DataFrame:
         """Every assignment so far (the legacy campaigns' and those handed in), controls included."""
-        return self.sim.targets(self.ids, keep=True)
+        return tables.targets(self.sim, self.ids, keep=True)
 
     def mark(self) -> int:
         """A bookmark in the assignments: :meth:`assignments_since` returns those made after it."""
@@ -117,29 +119,29 @@ class LiveWorld:
         """The world as a CRM export of now would show it: the contract's tables up to now, plus the truth."""
         targets = self.targets()
         targets = targets[targets["planned_at"] < self.now].reset_index(drop=True)
-        return World(customers=self.customers(), events=self.events(), truth=self.sim.truth(self.ids),
+        return World(customers=self.customers(), events=self.events(), truth=tables.truth(self.sim, self.ids),
                      targets=targets, campaigns=pd.DataFrame(self.sim.campaign_meta), lives=self.lives(),
                      params={"customers": self.sim.n, "seed": self.sim.seed, "start": self.sim.start.isoformat(),
                              "loop_start": self.day_of(self.first_day).isoformat(),
                              "now": self.now.isoformat(), "activation_window_days": self.sim.window})
 
     def lives(self) -> pd.DataFrame:
-        lives = self.sim.lives(self.ids)
+        lives = tables.lives(self.sim, self.ids)
         return lives[lives["at"] < self.now].reset_index(drop=True)
 
     def oracle(self, who: np.ndarray | None = None, consent_at: pd.Timestamp | None = None) -> Oracle:
         """The truth as of now (for the customers in `who`): what any option is worth to them. With `consent_at`,
         the consent is the one of that time (unsubscriptions since then undone)."""
         who = np.ones(self.sim.n, bool) if who is None else np.asarray(who, bool)
-        truth = self.sim.truth(self.ids)[who].reset_index(drop=True)
-        customers = self.sim.customers(self.ids)[who].reset_index(drop=True)
+        truth = tables.truth(self.sim, self.ids)[who].reset_index(drop=True)
+        customers = tables.customers(self.sim, self.ids)[who].reset_index(drop=True)
         if consent_at is not None:
-            unsub = self.sim.events(self.ids, keep=True, types=("unsubscribed",), who=who)
+            unsub = tables.events(self.sim, self.ids, keep=True, types=("unsubscribed",), who=who)
             unsub = unsub[unsub["event_timestamp"] >= consent_at]
             rows = pd.Index(customers["customer_id"].astype(str)).get_indexer(unsub["customer_id"].astype(str))
             for c in CHANNELS:
                 customers.loc[rows[unsub["channel"].astype(str).eq(c).to_numpy()], f"consent_{c}"] = True
-        lives = self.sim.lives(self.ids)
+        lives = tables.lives(self.sim, self.ids)
         lives = lives[lives["customer_id"].isin(set(truth["customer_id"]))]
         return Oracle(truth, customers, self.events(who, ("purchase", "message_sent")), window_days=self.sim.window,
                       lives=lives)

@@ -31,15 +31,19 @@ The generative story
   most one a week). Each calendar campaign goes out at one local hour that
   rotates between campaigns (8, 10, 12, 15, 18, 20), only to consented and
   reachable customers, with the action of the catalogue chosen by lifecycle
-  stage; a random 10% of each campaign's targets is held out as control.
-  A message is clicked with probability ``p_response(channel, send hour)``;
-  a click converts with probability ``lift * g`` (``g`` = P(activation, 30
-  days) for activation actions, P(churn, 60 days) for churn actions, 1
-  otherwise), and purchase-type actions then produce a purchase.
+  stage; a random 10% of each campaign's targets is held out as control
+  (:mod:`simulator.legacy`). A message is clicked with probability
+  ``p_response(channel, send hour)``, fading with recent messages; a customer
+  who saw it converts with their persuasion by that action
+  (:mod:`simulator.effects`), and purchase-type actions then produce a purchase.
 
-:func:`simulate` returns a :class:`World`; :class:`Oracle` answers the true
-probabilities behind it (activation, churn, response, engagement hour) and
-the true expected value of an action.
+This module is the engine (per-customer next-event times, advanced day by
+day, and what a message does when sent). Who the customers are is drawn by
+:mod:`simulator.population`; a simulation is read out as the contract's tables
+and the hidden truth by :mod:`simulator.tables`. :func:`simulate` returns a
+:class:`World`; :class:`Oracle` answers the true probabilities behind it
+(activation, churn, response, engagement hour) and the true expected value of
+an action.
 """
 
 from __future__ import annotations
@@ -56,62 +60,23 @@ import numpy as np
 import pandas as pd
 
 from nextbest.contract import write_world
-from nextbest.vocabulary import CHANNEL_INDEX as CH, CHANNELS, EVENT_TYPES, NO_ACTION, STAGES
+from nextbest.vocabulary import CHANNEL_INDEX as CH, CHANNELS, STAGES
 from simulator import effects as FX
+from simulator import legacy, tables
 from simulator.formulas import HABIT_DROPOUT_MULTIPLIER, P_DELIVER, SEEN_MULT, hour_factor
 from simulator.oracle import Oracle
+from simulator.population import TIMEZONES, draw_population
+from simulator.tables import ET
 
 # --- world constants ----------------------------------------------------------
 PRE_DAYS = 365  # history simulated before `start`
-PRE_SHARE = 0.40  # share of customers registered during the year before `start`
-CONTROL_SHARE = 0.10
-SEND_HOURS = (8, 10, 12, 15, 18, 20)  # local hours the calendar campaigns rotate through
-INAPP_MIN_GAP_DAYS = 7.0
-
-SEGMENTS = ("b2c", "b2b")
-REGIONS = ("north", "south", "east", "west", "central")
-COMPANY_SIZES = ("micro", "small", "medium", "large")
-B2B_SECTORS = ("retail", "construction", "services", "manufacturing", "hospitality")
-B2C_SECTORS = ("hypermarket", "supermarket", "proximity", "online")
-TIMEZONES = (
-    "Europe/Paris",
-    "Europe/Berlin",
-    "Europe/London",
-    "Europe/Madrid",
-    "Europe/Rome",
-    "America/New_York",
-    "America/Sao_Paulo",
-    "Asia/Tokyo",
-)
-TIMEZONE_P = (0.45, 0.12, 0.12, 0.10, 0.06, 0.06, 0.04, 0.05)
-
-EMAIL, SMS, PUSH, IN_APP, PRINT = (CH[c] for c in ("email", "sms", "push", "in_app", "print"))
+IN_APP = CH["in_app"]
 ST = {s: i for i, s in enumerate(STAGES)}
-ET = {e: i for i, e in enumerate(EVENT_TYPES)}
 
 # channel mechanics (indexed by channel code)
-PEAK_CLICK = np.array([0.085, 0.10, 0.075, 0.065, 0.045])  # median peak click probability
 HAS_OPENS = np.array([True, False, True, True, False])  # whether a seen message is tracked as opened
 P_UNSUB = np.array([0.0025, 0.003, 0.0015, 0.0, 0.001])  # per delivered message
 DELIVERY_DAYS = np.array([2 / 1440, 0.5 / 1440, 0.5 / 1440, 0.0, 2.0])
-
-# consent / reachability rates: (b2c, b2b) per channel
-CONSENT_P = np.array([[0.72, 0.80], [0.45, 0.35], [0.55, 0.45], [0.85, 0.80], [0.40, 0.50]])
-REACH_P = np.array([[0.86, 0.94], [0.78, 0.70], [0.45, 0.30], [0.60, 0.50], [0.93, 0.97]])
-
-# legacy targeting: weight of each action when several fit the stage and channel
-LEGACY_WEIGHTS = {
-    "welcome": 5.0,
-    "activation_nudge": 3.0,
-    "activation_nudge_incentive": 1.0,
-    "second_use_nudge": 5.0,
-    "cross_sell": 3.0,
-    "loyalty_reward": 1.5,
-    "satisfaction_survey": 1.0,
-    "anti_attrition_offer": 3.0,
-    "win_back": 5.0,
-    "contact_enrichment": 2.0,
-}
 OBJECTIVE_CODE = {"purchase": 0, "visit": 1, "message_converted": 2}  # what a conversion produces
 RECENT_SENDS = 8  # send times kept per customer for the fatigue of the last 7 days
 
@@ -132,25 +97,11 @@ class World:
     @property
     def assignments(self) -> pd.DataFrame | None:
         """The randomised campaign targets in the contract's assignments layout."""
-        return None if self.targets is None else assignments_of(self.targets)
+        return None if self.targets is None else tables.assignments_of(self.targets)
 
     def oracle(self) -> "Oracle":
         window = self.params.get("activation_window_days", 11)
         return Oracle(self.truth, self.customers, self.events, window_days=window, lives=self.lives)
-
-
-def _release_memory() -> None:
-    """Hand freed heap pages back to the system (glibc keeps them otherwise); a no-op elsewhere."""
-    try:
-        import ctypes
-
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
-
-
-def _lognormal(rng, n, sigma):
-    return np.exp(rng.normal(0.0, sigma, n))
 
 
 class _Sim:
@@ -199,7 +150,6 @@ class _Sim:
                 self.a_stage[k, ST[s]] = True
         self.a_requires = [actions[a].requires for a in self.action_ids]
         self.a_max_tenure = np.array([actions[a].max_tenure_days or np.inf for a in self.action_ids], float)
-        self.a_weight = np.array([LEGACY_WEIGHTS.get(a, 1.0) for a in self.action_ids])
 
     def _offsets(self) -> None:
         """UTC offsets (days) per timezone and UTC day, taken at noon; rows are day index + 3."""
@@ -223,119 +173,7 @@ class _Sim:
 
     def _population(self) -> None:
         rng, n = self.rng, self.n
-        b2b = rng.random(n) < 0.30
-        self.segment = b2b.astype(np.int8)
-        self.region = rng.choice(len(REGIONS), n, p=[0.22, 0.20, 0.18, 0.20, 0.20]).astype(np.int8)
-        size = rng.choice(len(COMPANY_SIZES), n, p=[0.45, 0.30, 0.17, 0.08])
-        self.size = np.where(b2b, size, -1).astype(np.int8)
-        sec_b2b = rng.choice(len(B2B_SECTORS), n, p=[0.25, 0.20, 0.30, 0.15, 0.10])
-        sec_b2c = rng.choice(len(B2C_SECTORS), n, p=[0.30, 0.30, 0.20, 0.20])
-        self.sector_b2b = np.where(b2b, sec_b2b, -1).astype(np.int8)
-        self.sector_b2c = np.where(b2b, -1, sec_b2c).astype(np.int8)
-        self.tz = rng.choice(len(TIMEZONES), n, p=TIMEZONE_P).astype(np.int8)
-
-        seg = self.segment.astype(int)
-        self.consent = rng.random((n, 5)) < CONSENT_P[:, seg].T
-        self.reach = rng.random((n, 5)) < REACH_P[:, seg].T
-
-        # registration: 40% in the year before start, the rest over the simulated period
-        pre = rng.random(n) < PRE_SHARE
-        day = np.where(pre, rng.random(n) * PRE_DAYS, self.S + rng.random(n) * self.days)
-        self.reg_day = np.floor(day)
-
-        # --- latent traits -------------------------------------------------------
-        r, s2b, s2c, sz = self.region, self.sector_b2b, self.sector_b2c, self.size
-        on_b2c = lambda table: np.where(s2c >= 0, np.asarray(table)[np.maximum(s2c, 0)], 0.0)  # noqa: E731
-        on_b2b = lambda table: np.where(s2b >= 0, np.asarray(table)[np.maximum(s2b, 0)], 0.0)  # noqa: E731
-        on_size = lambda table: np.where(sz >= 0, np.asarray(table)[np.maximum(sz, 0)], 0.0)  # noqa: E731
-
-        # activation: total hazard A = lam0 * tau, P(never buys) = exp(-A)
-        log_a = (
-            -0.35
-            + 0.25 * b2b
-            + np.array([0.0, -0.15, -0.25, 0.10, 0.20])[r]
-            + on_b2c([0.0, 0.10, -0.15, 0.35])
-            + on_b2b([0.10, -0.20, 0.15, 0.0, 0.20])
-            + rng.normal(0.0, 0.9, n)
-        )
-        total = np.exp(log_a)
-        self.tau = np.where(b2b, 18.0, 11.0) * _lognormal(rng, n, 0.35)
-        self.lam0 = total / self.tau
-
-        # purchase rate per day while alive
-        log_mu = (
-            np.log(1 / 30)
-            + np.log(2.4) * b2b
-            + on_size([0.0, 0.20, 0.45, 0.70])
-            + on_b2c([0.0, 0.25, 0.50, -0.25])
-            + on_b2b([0.30, -0.10, 0.0, 0.10, 0.40])
-            + np.array([0.0, 0.08, -0.08, 0.0, 0.05])[r]
-            + rng.normal(0.0, 0.5, n)
-        )
-        self.mu = np.clip(np.exp(log_mu), 0.003, 1.0)
-
-        # dropout hazard per day after the activation window (without the habit)
-        log_delta = (
-            np.log(1 / 150)
-            + np.log(0.6) * b2b
-            + on_size([0.0, -0.10, -0.20, -0.35])
-            + on_b2c([0.0, -0.10, -0.20, 0.30])
-            + np.array([0.0, 0.10, 0.15, -0.05, 0.0])[r]
-            + rng.normal(0.0, 0.45, n)
-        )
-        self.delta = np.exp(log_delta)
-        self.delta_eff = np.full(n, np.nan)
-
-        # channel responsiveness: peak click probability per channel
-        shift = np.zeros((n, 5))
-        shift += b2b[:, None] * np.array([0.30, -0.30, -0.50, -0.20, 0.20])
-        region_shift = np.array(
-            [
-                [0.20, 0.0, 0.0, 0.0, 0.0],  # north: e-mail
-                [0.0, 0.40, 0.0, 0.0, 0.10],  # south: sms
-                [0.0, 0.0, 0.0, 0.0, 0.35],  # east: print
-                [0.0, 0.0, 0.10, 0.10, 0.0],  # west
-                [-0.10, 0.0, 0.30, 0.30, -0.20],  # central: push / in-app
-            ]
-        )
-        shift += region_shift[r]
-        online = s2c == 3
-        shift += online[:, None] * np.array([0.0, -0.20, 0.30, 0.35, -0.40])
-        shift += (s2c == 2)[:, None] * np.array([0.0, 0.20, 0.0, 0.0, 0.10])
-        shift += (s2b == 4)[:, None] * np.array([-0.15, 0.30, 0.0, 0.0, 0.0])
-        self.responsiveness = rng.normal(0.0, 1.0, n)  # a general propensity to click (standardised)
-        common = 0.40 * self.responsiveness[:, None]
-        own = rng.normal(0.0, 0.55, (n, 5))
-        self.resp = np.clip(PEAK_CLICK[None, :] * np.exp(shift + common + own - 0.2), 0.0005, 0.6)
-
-        # preferred local engagement hour
-        comp = rng.random(n)
-        b2c_hour = np.select(
-            [comp < 0.40, comp < 0.65, comp < 0.85],
-            [rng.normal(20.0, 1.3, n), rng.normal(12.5, 0.9, n), rng.normal(8.3, 0.9, n)],
-            rng.normal(16.0, 1.4, n),
-        )
-        b2b_hour = np.select(
-            [comp < 0.50, comp < 0.80], [rng.normal(10.0, 1.2, n), rng.normal(14.5, 1.3, n)], rng.normal(8.5, 0.8, n)
-        )
-        pref = np.where(b2b, b2b_hour, b2c_hour) + np.array([0.0, 0.6, -0.2, 0.0, 0.2])[r]
-        self.pref = np.mod(pref, 24.0)
-        self.kappa = rng.uniform(1.0, 2.6, n)
-
-        # offers and baskets
-        self.offer_sens = 1.0 / (
-            1.0 + np.exp(-(rng.normal(0.0, 1.0, n) + 0.5 * ~b2b + on_b2c([0.4, 0.0, 0.2, -0.2]) - 0.3))
-        )
-        base_basket = np.where(b2b, 320.0, 48.0) * np.exp(on_size([0.0, 0.3, 0.7, 1.2]))
-        self.basket = base_basket * np.exp(-0.4 * self.offer_sens + 0.2) * _lognormal(rng, n, 0.35)
-
-        # what a message does (simulator/effects.py): persuasion per action, sleeping dogs
-        attrs = FX.attribute_matrix(self.segment, self.region, self.sector_b2c, self.sector_b2b, self.size,
-                                    len(REGIONS), len(B2C_SECTORS), len(B2B_SECTORS), len(COMPANY_SIZES))
-        self.persuasion, self.persuadability = FX.persuasion(rng, self.seed, self.actions, attrs, self.offer_sens,
-                                                             self.responsiveness)
-        self.dog = FX.sleeping_dogs(rng, b2b, sz == COMPANY_SIZES.index("large"), r == REGIONS.index("east"))
-        self.harm = FX.harm(self.dog)
+        total = draw_population(self, PRE_DAYS)
 
         # registration time of day from the engagement hours
         self.reg = self.snap(np.arange(n), self.reg_day + 0.5, lower=self.reg_day, upper=self.reg_day + 1.0)
@@ -507,15 +345,7 @@ class _Sim:
         p_cart = np.where(self.n_purch[idx] == 0, 0.20, 0.12)
         cart = rng.random(len(idx)) < p_cart
         self.emit(idx[cart], ts[cart] + rng.uniform(2, 25, cart.sum()) / 1440, ET["cart_abandoned"])
-        # in-app message on the visit
-        ok = (ts >= self.S) & (np.maximum(t, ts) < self.legacy_until) & self.consent_now[idx, IN_APP] & \
-            self.reach[idx, IN_APP]
-        ok &= ts - self.last_inapp[idx] >= INAPP_MIN_GAP_DAYS
-        if ok.any():
-            j, tj = idx[ok], ts[ok] + rng.uniform(0.2, 2.0, ok.sum()) / 1440
-            camp = self.inapp_campaign[np.clip(np.floor(tj).astype(int), 0, len(self.inapp_campaign) - 1)]
-            self.last_inapp[j] = tj
-            self.target(j, IN_APP, camp, tj, np.mod(self.to_local(j, tj), 1.0) * 24.0)
+        legacy.in_app_on_visit(self, idx, t, ts)
         self.NX[idx, self.V] = t + rng.exponential(1.0, len(idx)) / self.visit_rate(idx, t)
 
     def _on_conversion(self, idx, t) -> None:
@@ -559,44 +389,6 @@ class _Sim:
         self.campaign_meta.append({"campaign_id": cid, "channel": channel, "kind": kind,
                                    "local_hour": local_hour, "date": day})
         return len(self.campaign_ids) - 1
-
-    def choose_actions(self, idx, stage, ch: int, t):
-        """The legacy calendar's action for each target, drawn with the legacy weights among the eligible
-        actions, and its probability: (action index or -1, probability)."""
-        k = len(idx)
-        W = np.zeros((k, len(self.action_ids)))
-        tenure = t - self.reg[idx]
-        for a in range(len(self.action_ids)):
-            if not self.a_channel[a, ch]:
-                continue
-            m = self.a_stage[a][stage] & (tenure <= self.a_max_tenure[a])
-            req = self.a_requires[a]
-            if req == "missing_email":
-                m &= ~self.reach[idx, EMAIL]
-            elif req == "churn_or_rfm_drop":  # the legacy calendar knows no churn score: at-risk stage only
-                m &= stage == ST["at_risk"]
-            W[:, a] = m * self.a_weight[a]
-        tot = W.sum(axis=1)
-        u = self.rng.random(k) * tot
-        choice = np.minimum((np.cumsum(W, axis=1) <= u[:, None]).sum(axis=1), len(self.action_ids) - 1)
-        prob = W[np.arange(k), choice] / np.where(tot > 0, tot, 1.0)
-        return np.where(tot > 0, choice, -1), prob
-
-    def target(self, idx, ch: int, camp, ts, hour_local) -> None:
-        """Pick the action by stage (randomly, with known probabilities), hold out the control share at random,
-        send to the others."""
-        stage = self.stage(idx, ts)
-        act, prob = self.choose_actions(idx, stage, ch, ts)
-        ok = act >= 0
-        idx, ts, act, stage, prob = idx[ok], ts[ok], act[ok], stage[ok], prob[ok]
-        camp = np.broadcast_to(np.asarray(camp, np.int32), ok.shape)[ok]
-        hour_local = np.broadcast_to(np.asarray(hour_local, float), ok.shape)[ok]
-        control = self.rng.random(len(idx)) < CONTROL_SHARE
-        propensity = np.where(control, CONTROL_SHARE, (1.0 - CONTROL_SHARE) * prob)
-        self._targets.append((idx.astype(np.int32), camp, np.full(len(idx), ch, np.int8), act.astype(np.int16),
-                              stage, ts.copy(), control, propensity))
-        s = ~control
-        self.send(idx[s], ch, act[s], camp[s], ts[s], hour_local[s])
 
     def recent_sends(self, idx, t) -> np.ndarray:
         """Messages sent to each customer in the FATIGUE_DAYS before `t`."""
@@ -658,43 +450,11 @@ class _Sim:
             self.emit(ju, tu[inside], ET["unsubscribed"], ch, action=act[un][inside], campaign=camp[un][inside])
             self.consent_now[ju, ch] = False
 
-    def calendar(self, d: int) -> None:
-        """The legacy campaigns of simulated day index `d`."""
-        day = self.start + timedelta(days=d - int(self.S))
-        wd = day.weekday()
-        week = (d - int(self.S)) // 7
-        plans = []
-        if wd == 1:
-            plans.append(("email", SEND_HOURS[week % 6]))
-        if wd == 3:
-            plans.append(("push", SEND_HOURS[(week + 3) % 6]))
-        if wd == 2 and week % 2 == 0:
-            plans.append(("sms", SEND_HOURS[(week // 2 + 1) % 6]))
-        if wd == 0 and day.day <= 7:
-            plans.append(("print", SEND_HOURS[(day.month + 4) % 6]))
-        for channel, hour in plans:
-            ch = CH[channel]
-            camp = self.campaign(f"{channel}-{day.isoformat()}", channel, "calendar", hour, day)
-            idx = np.flatnonzero(self.consent_now[:, ch] & self.reach[:, ch] & (self.reg < d + 1.5))
-            local = d + (hour + self.rng.uniform(0.0, 0.25, len(idx))) / 24.0
-            ts = self.to_utc(idx, local)
-            ok = (self.reg[idx] < ts) & (ts < self.E)
-            self.target(idx[ok], ch, camp, ts[ok], float(hour))
-
     # -- run ---------------------------------------------------------------------
     def begin(self) -> None:
         """The population, the monthly in-app campaigns and the history before `start`."""
         self._population()
-        # one in-app campaign per calendar month of the simulated period
-        self.inapp_campaign = np.zeros(int(self.E) + 2, np.int16)
-        months: dict[tuple[int, int], int] = {}
-        for d in range(int(self.S), int(self.E) + 2):
-            day = self.start + timedelta(days=d - int(self.S))
-            key = (day.year, day.month)
-            if key not in months:
-                months[key] = self.campaign(f"in_app-{day.year}-{day.month:02d}", "in_app", "on_visit", None,
-                                            day.replace(day=1))
-            self.inapp_campaign[d] = months[key]
+        legacy.in_app_campaigns(self)
         for d in range(0, int(self.S), 7):
             self.advance(float(min(d + 7, self.S)))
             self.compact()
@@ -703,7 +463,7 @@ class _Sim:
         """Everything up to the start of day index `d`, then the day's legacy campaigns while they run."""
         self.advance(float(d))
         if d < self.legacy_until:
-            self.calendar(d)
+            legacy.calendar(self, d)
         if d % 7 == 6:
             self.compact()
 
@@ -716,167 +476,6 @@ class _Sim:
                 print(f"simulated {d - int(self.S)}/{self.days} days ({time.perf_counter() - t_start:.0f}s)",
                       file=sys.stderr, flush=True)
         self.advance(self.E)
-
-    # -- output ------------------------------------------------------------------
-    def _ts(self, t) -> pd.Series:
-        """Day offsets as UTC timestamps (whole seconds); non-finite -> NaT."""
-        sec = np.round(np.asarray(t, float) * 86400.0)
-        ok = np.isfinite(sec)
-        ns = np.where(ok, sec, 0).astype(np.int64) * 1_000_000_000 + self.t0.value
-        ns[~ok] = np.iinfo(np.int64).min
-        return pd.Series(pd.DatetimeIndex(ns.view("M8[ns]")).tz_localize("UTC"))
-
-    def customers(self, ids: pd.Index) -> pd.DataFrame:
-        b2b = self.segment == 1
-        sector = np.where(b2b, np.array(B2B_SECTORS, object)[np.maximum(self.sector_b2b, 0)],
-                          np.array(B2C_SECTORS, object)[np.maximum(self.sector_b2c, 0)])
-        cols = {
-            "customer_id": ids.to_numpy(),
-            "registered_at": self._ts(self.reg),
-            "timezone": pd.Categorical.from_codes(self.tz, TIMEZONES),
-            "segment": pd.Categorical.from_codes(self.segment, SEGMENTS),
-            "region": pd.Categorical.from_codes(self.region, REGIONS),
-            "company_size": pd.Categorical(np.where(b2b, np.array(COMPANY_SIZES, object)[np.maximum(self.size, 0)],
-                                                    "none"), categories=(*COMPANY_SIZES, "none")),
-            "sector": pd.Categorical(sector, categories=(*B2C_SECTORS, *B2B_SECTORS)),
-        }
-        for c, k in CH.items():
-            cols[f"consent_{c}"] = self.consent_now[:, k]
-        for c, k in CH.items():
-            cols[f"reachable_{c}"] = self.reach[:, k]
-        return pd.DataFrame(cols)
-
-    def events(self, ids: pd.Index, keep: bool = False, types: tuple[str, ...] | None = None,
-               who: np.ndarray | None = None) -> pd.DataFrame:
-        """The event buffers as one frame sorted by time, built column by column to bound memory. The buffers are
-        handed over unless `keep` (a world still running); `types` keeps only those event types, `who` (a mask
-        over the customers) only those customers' events."""
-        fields = [list(f) for f in zip(*self._events)] if self._events else [[np.zeros(0, np.int32)]] * 7
-        if not keep:
-            self._events = []
-        rows = None
-        if types is not None:
-            rows = np.isin(np.concatenate(fields[2]), [ET[t] for t in types])
-        if who is not None:
-            mine = np.asarray(who, bool)[np.concatenate(fields[0])]
-            rows = mine if rows is None else rows & mine
-
-        def column(k: int) -> np.ndarray:
-            out = np.concatenate(fields[k])
-            fields[k] = None  # free the buffers of this column
-            if not keep:
-                _release_memory()
-            return out if rows is None else out[rows]
-
-        sec, cust = column(1), column(0)
-        key = (sec.astype(np.int64) << 32) | cust.astype(np.int64)
-        order = np.argsort(key, kind="stable")
-        del key
-        if len(order) < 2**31:
-            order = order.astype(np.int32)
-        cols = {"customer_id": pd.Categorical.from_codes(cust[order], ids)}
-        del cust
-        ns = sec[order].astype(np.int64)
-        del sec
-        ns *= 1_000_000_000
-        ns += self.t0.value
-        cols["event_timestamp"] = pd.DatetimeIndex(ns.view("M8[ns]")).tz_localize("UTC")
-        del ns
-        sel = order
-        cols["event_type"] = pd.Categorical.from_codes(column(2)[sel], EVENT_TYPES)
-        cols["channel"] = pd.Categorical.from_codes(column(3)[sel], CHANNELS)
-        cols["amount"] = column(4)[sel].astype(float)
-        cols["action_id"] = pd.Categorical.from_codes(column(5)[sel], self.action_ids)
-        cols["campaign_id"] = pd.Categorical.from_codes(column(6)[sel], self.campaign_ids)
-        return pd.DataFrame(cols, copy=False)
-
-    def truth(self, ids: pd.Index) -> pd.DataFrame:
-        window_closed = self.habit >= 0
-        habit = pd.array(np.where(window_closed, self.habit == 1, False), dtype="boolean")
-        habit[~window_closed] = pd.NA
-        cols = {
-            "customer_id": ids.to_numpy(),
-            "activation_propensity": -np.expm1(-self.lam0 * self.tau),
-            "activation_hazard": self.lam0,
-            "interest_decay_days": self.tau,
-            "purchase_rate": self.mu,
-            "dropout_hazard": self.delta,
-            "second_purchase_in_window": habit,
-            "dropout_hazard_effective": np.select([self.habit == 1, self.habit == 0],
-                                                  [self.delta * HABIT_DROPOUT_MULTIPLIER, self.delta], np.nan),
-        }
-        for c, k in CH.items():
-            cols[f"response_{c}"] = self.resp[:, k]
-        cols.update({
-            "preferred_hour": self.pref,
-            "hour_concentration": self.kappa,
-            "offer_sensitivity": self.offer_sens,
-            "basket_mean": self.basket,
-            "activated_by": pd.Categorical.from_codes(self.activated_by - 1, ("self", "message")),
-            "first_purchase_at": self._ts(self.t1),
-            "second_purchase_at": self._ts(self.t2),
-            "dropout_at": self._ts(self.dropout),
-            "alive_at_end": self.alive.copy(),
-            "persuadability": self.persuadability,
-            "sleeping_dog": self.dog.copy(),
-            "lapse_per_message": self.harm,
-        })
-        for k, a in enumerate(self.action_ids):
-            cols[f"persuasion_{a}"] = self.persuasion[:, k]
-        return pd.DataFrame(cols)
-
-    def lives(self, ids: pd.Index) -> pd.DataFrame:
-        """When each customer became alive (first purchase, or a conversion after a lapse) and lapsed, in time
-        order: what the oracle needs to know who was buying at any time."""
-        if self._lives:
-            cust, t, up = (np.concatenate(p) for p in zip(*self._lives))
-        else:
-            cust, t, up = np.zeros(0, np.int32), np.zeros(0), np.zeros(0, np.int8)
-        order = np.lexsort((t, cust))
-        return pd.DataFrame({"customer_id": pd.Categorical.from_codes(cust[order], ids),
-                             "at": self._ts(t[order]), "alive": up[order].astype(bool)})
-
-    def targets(self, ids: pd.Index, keep: bool = False) -> pd.DataFrame:
-        """Every target of the campaigns, control included, with the action it was drawn (or would have
-        received) and the probability of what it got. The buffers are handed over unless `keep`."""
-        if not self._targets:
-            parts = [np.zeros(0, np.int32), np.zeros(0, np.int32), np.zeros(0, np.int8), np.zeros(0, np.int16),
-                     np.zeros(0, np.int8), np.zeros(0), np.zeros(0, bool), np.zeros(0)]
-        else:
-            parts = [np.concatenate(p) for p in zip(*self._targets)]
-        if not keep:
-            self._targets = []
-            _release_memory()
-        cust, camp, ch, act, stage, ts, control, prop = parts
-        order = np.argsort(ts, kind="stable")
-        return pd.DataFrame({
-            "campaign_id": pd.Categorical.from_codes(camp[order], self.campaign_ids),
-            "customer_id": pd.Categorical.from_codes(cust[order], ids),
-            "channel": pd.Categorical.from_codes(ch[order], CHANNELS),
-            "action_id": pd.Categorical.from_codes(act[order], self.action_ids),
-            "stage": pd.Categorical.from_codes(stage[order], STAGES),
-            "planned_at": self._ts(ts[order]),
-            "control": control[order],
-            "propensity": prop[order],
-        })
-
-
-def assignments_of(targets: pd.DataFrame) -> pd.DataFrame:
-    """The campaign targets as the contract's assignments table: control members (and decisions to send nothing)
-    as no_action without a channel, a control member with the action it was held out from."""
-    action = targets["action_id"].astype(object).to_numpy()
-    nothing = targets["control"].to_numpy(bool) | pd.isna(action)  # held out, or a decision to send nothing
-    channel = targets["channel"].astype(object).to_numpy()
-    return pd.DataFrame({
-        "customer_id": targets["customer_id"].astype(str).to_numpy(),
-        "assigned_at": targets["planned_at"],
-        "action_id": np.where(nothing, NO_ACTION, action),
-        "channel": np.where(nothing, None, channel),
-        "propensity": targets["propensity"].to_numpy(float),
-        "campaign_id": targets["campaign_id"].astype(str).to_numpy(),
-        "holdout_action": np.where(targets["control"].to_numpy(bool) & pd.notna(action), action, None),
-    })
-
 
 def customer_ids(n: int) -> pd.Index:
     width = max(7, len(str(n)))
@@ -903,12 +502,12 @@ def simulate(
     sim.run()
     ids = customer_ids(sim.n)
     world = World(
-        customers=sim.customers(ids),
-        events=sim.events(ids),
-        truth=sim.truth(ids),
-        targets=sim.targets(ids),
+        customers=tables.customers(sim, ids),
+        events=tables.events(sim, ids),
+        truth=tables.truth(sim, ids),
+        targets=tables.targets(sim, ids),
         campaigns=pd.DataFrame(sim.campaign_meta),
-        lives=sim.lives(ids),
+        lives=tables.lives(sim, ids),
     )
     world.params = {
         "customers": int(customers),
@@ -918,8 +517,8 @@ def simulate(
         "history_start": (start - timedelta(days=PRE_DAYS)).isoformat(),
         "activation_window_days": sim.window,
         "habit_dropout_multiplier": HABIT_DROPOUT_MULTIPLIER,
-        "control_share": CONTROL_SHARE,
-        "send_hours": list(SEND_HOURS),
+        "control_share": legacy.CONTROL_SHARE,
+        "send_hours": list(legacy.SEND_HOURS),
         "actions": list(sim.action_ids),
         "sleeping_dogs": round(float(sim.dog.mean()), 4),
         "lost_causes": round(float((sim.persuadability == 0).mean()), 4),

@@ -240,7 +240,7 @@ def evaluate_logged(settings: Settings, directory: Path | str, scorer=None, n_bo
     estimates judge actions and channels; a send goes out at the logging policy's hour)."""
     from serving.policy.inputs import _Columns
     from serving.policy import DecisionInputs
-    from simulator.world import LEGACY_WEIGHTS
+    from simulator.legacy import LEGACY_WEIGHTS
 
     step = progress or (lambda msg: None)
     t0 = time.perf_counter()

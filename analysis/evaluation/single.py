@@ -141,7 +141,7 @@ def evaluate_world(settings: Settings, oracle, as_of=None, customers: int | None
     from serving.engine import decide_arrays
     from serving.policy import compile_policy, decide
     from serving.scoring import Scorer
-    from simulator.world import LEGACY_WEIGHTS
+    from simulator.legacy import LEGACY_WEIGHTS
 
     step = progress or (lambda msg: None)
     t0 = time.perf_counter()

@@ -49,7 +49,8 @@ def _log_once(s: Settings, base, names: list[str], scorer, policy, rep: int, log
     from analysis.loop.arms import decide_nextbest, features_today, hand_in
     from features import pipeline
     from nextbest.contract import write_world
-    from simulator.world import assignments_of, save_world
+    from simulator.tables import assignments_of
+    from simulator.world import save_world
 
     index = {n: i for i, n in enumerate(names)}
     policy = dataclasses.replace(policy, experiment=f"{policy.experiment}:rep{rep}")  # its own control group
