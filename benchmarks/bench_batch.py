@@ -135,9 +135,9 @@ def _scoring(root: str, base: str, rows: int, kind: str, threads: int, skip: boo
         score_s = [0.0]
         inner = scorer.score
 
-        def timed(X, allowed=None):
+        def timed(X, policy=None):
             t0 = time.perf_counter()
-            r = inner(X, allowed)
+            r = inner(X, policy)
             score_s[0] += time.perf_counter() - t0
             return r
 
