@@ -99,10 +99,11 @@ def _base_matrix(root: str, out: str, q) -> None:
 
 
 def _score_everyone() -> None:
-    """The baseline: trees evaluated for every known customer, with or without an option left."""
+    """The baseline: trees evaluated for every known customer on every channel, with or without an option left."""
     import serving.engine
+    from nextbest.vocabulary import CHANNELS
 
-    serving.engine.needs_scores = lambda inputs, policy: inputs.found.copy()
+    serving.engine.channels_to_score = lambda inputs, policy: np.repeat(inputs.found[:, None], len(CHANNELS), axis=1)
 
 
 def _scoring(root: str, base: str, rows: int, kind: str, threads: int, skip: bool, seed: int, q) -> None:
@@ -297,9 +298,10 @@ def markdown(res: dict, info: dict, cmd: str) -> str:
         ]
     lines += [
         "- `scoring`: `Scorer.score` - activation, churn and send-time heads on every customer with an option left "
-        "(`serving.policy.needs_scores`: known, some eligible action on an open channel), the channel head on 5 rows "
-        "per such customer (one per channel at the customer's best hour). `every customer scored` is the baseline "
-        "that evaluates the trees of every known customer, with or without an option.",
+        "(`serving.policy.channels_to_score`: known, some eligible action on an open channel), the channel head on "
+        "each such customer's channels that an eligible action may use (at the customer's send hour). `every "
+        "customer scored` is the baseline that evaluates the trees of every known customer on every channel, with "
+        "or without an option.",
         "- `compiled`: lleaves native code (`Head.compiled.predict(X, n_jobs=...)`); `lightgbm`: "
         "`Booster.predict(X, num_threads=...)`. As shipped, `Head.predict` uses compiled trees with one thread online "
         "and all cores for batches of 10,000 rows or more (`Scorer.n_jobs`, set by `serving.batch.score`).",

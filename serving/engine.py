@@ -40,7 +40,7 @@ from nextbest.settings import Settings
 from nextbest.vocabulary import CHALLENGER, CHAMPION, CHANNELS, NO_ACTION
 from serving import errors
 from serving.history import ContactHistory, HistoryUnavailable, contract_events
-from serving.policy import DecisionInputs, compile_policy, decide, decision_ids, needs_scores
+from serving.policy import DecisionInputs, channels_to_score, compile_policy, decide, decision_ids
 from serving.pressure import (
     SENT,
     Limits,
@@ -73,13 +73,16 @@ def decide_arrays(policy, scorer: Scorer, feature_index: dict, ids, X: np.ndarra
                   timezones, now, **context):
     """Scores from the champions, then the policy: the one path shared by the service and batch scoring.
 
-    Only the customers with an option left are scored (``needs_scores``): on a typical day most of a base has
+    Only the customers with an option left are scored, the channel head only on the channels such an option
+    may use (``channels_to_score``): on a typical day most of a base has
     no consented open channel or no eligible action, and their trees are never evaluated."""
     inputs = DecisionInputs(customer_ids=ids, X=X, feature_index=feature_index, found=found, timezones=timezones,
                             now=now, effects=scorer.increments(X), **context)
-    rows = np.flatnonzero(needs_scores(inputs, policy))
+    ask = channels_to_score(inputs, policy)
+    rows = np.flatnonzero(ask.any(axis=1))
     if len(rows):
-        scores = scorer.score(inputs.X if len(rows) == inputs.n else inputs.X[rows], policy)
+        whole = len(rows) == inputs.n
+        scores = scorer.score(inputs.X if whole else inputs.X[rows], policy, ask if whole else ask[rows])
         inputs.set_scores(rows, scores.p_activation, scores.p_churn, scores.p_response, scores.hour_dist)
     else:
         inputs.set_scores(rows)

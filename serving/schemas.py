@@ -196,8 +196,8 @@ class DecisionScores(BaseModel):
     activation: float | None = Field(ge=0, le=1, description="P(activation) used by the decision; null when the "
                                      "customer had no option left, so no model was asked")
     churn: float | None = Field(ge=0, le=1, description="P(churn) used by the decision; null likewise")
-    response: dict[Channel, float | None] = Field(description="P(click) per channel at the customer's best hour; "
-                                                             "null likewise")
+    response: dict[Channel, float | None] = Field(description="P(click) per channel at the send hour; null on a "
+                                                             "channel no eligible action could use, and likewise")
     best_hours: list[int] = Field(description="best local send hours (outside quiet hours), best first")
 
 

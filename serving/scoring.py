@@ -164,9 +164,10 @@ class Scorer:
         return None if self.effect is None else EffectIncrements(self.effect, X, self._index, self.min_assignments,
                                                                  self.n_jobs)
 
-    def score(self, X: np.ndarray, policy: CompiledPolicy | None = None) -> Scores:
+    def score(self, X: np.ndarray, policy: CompiledPolicy | None = None, channels: np.ndarray | None = None) -> Scores:
         """Scores for the rows of X; the channel head is asked at the hour the policy would send at
-        (:func:`model_send_hour`; without a policy, any hour is allowed and the default is 10:00)."""
+        (:func:`model_send_hour`; without a policy, any hour is allowed and the default is 10:00), on the
+        channels marked in ``channels`` [n, C] (every channel without it; NaN on the others)."""
         n = len(X)
         out = {}
         for head in ("activation", "churn"):
@@ -184,8 +185,11 @@ class Scorer:
             else:
                 best_hour = model_send_hour(hour_dist, n, policy.allowed_hours, policy.default_hour)
             k = len(CHANNELS)
-            base = np.repeat(X[:, self._cols["channel"]], k, axis=0)
-            extra = message_inputs(np.repeat(X[:, self._stat_cols], k, axis=0), self._stat_index,
-                                   np.tile(np.arange(k), n), np.repeat(best_hour, k))
-            p_response = m.head.predict(np.hstack([base, extra[:, self._msg]]), self.n_jobs).reshape(n, k)
+            ask = np.ones((n, k), bool) if channels is None else np.asarray(channels, bool)
+            row, code = np.nonzero(ask)  # one row per (customer, channel) asked about
+            p_response = np.full((n, k), np.nan, np.float32)
+            if len(row):
+                extra = message_inputs(X[np.ix_(row, self._stat_cols)], self._stat_index, code, best_hour[row])
+                inputs = np.hstack([X[np.ix_(row, self._cols["channel"])], extra[:, self._msg]])
+                p_response[row, code] = m.head.predict(inputs, self.n_jobs)
         return Scores(out["activation"], out["churn"], p_response, hour_dist)

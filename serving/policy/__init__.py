@@ -7,9 +7,9 @@ rule is one named function below, applied by :func:`decide` in this order:
 1. :func:`lifecycle_stage` - stage from ``stage_code``; an unknown customer
    (``found`` False) is a cold start, treated as ``registered``.
 2. Scores, with rule-based defaults when a model head is missing or gave
-   NaN for a row (flagged ``fallback:<head>``); :func:`needs_scores` says
+   NaN for a row (flagged ``fallback:<head>``); :func:`channels_to_score` says
    which customers the models need asking about at all (those with an
-   option left; the others' scores are reported empty): :func:`activation_scores`,
+   option left; the others' scores are reported empty) and on which channels: :func:`activation_scores`,
    :func:`churn_scores` (priors by stage), :func:`response_scores` (the
    customer's own click rate smoothed toward channel base rates) and
    :func:`hour_scores` (the customer's ``hour_share_HH`` features, else
@@ -49,10 +49,10 @@ turned into ``[{code, text}]`` only by :meth:`Decisions.to_records` and
 from serving.policy.clock import local_clock, send_times
 from serving.policy.common import FALLBACKS
 from serving.policy.compile import CompiledPolicy, compile_policy
-from serving.policy.decide import decide, needs_scores
+from serving.policy.decide import channels_to_score, decide
 from serving.policy.inputs import DecisionInputs
 from serving.policy.output import Decisions, decision_ids
 from serving.policy.rules import stable_unit
 
 __all__ = ["CompiledPolicy", "DecisionInputs", "Decisions", "FALLBACKS", "compile_policy", "decide", "decision_ids",
-           "local_clock", "needs_scores", "send_times", "stable_unit"]
+           "local_clock", "channels_to_score", "send_times", "stable_unit"]

@@ -182,18 +182,19 @@ def decide(
     )
 
 
-def needs_scores(inputs: DecisionInputs, policy: CompiledPolicy) -> np.ndarray:
-    """[n] bool: the customers whose decision the models' scores can change - known, with at least one
-    (action, channel) the rules leave open whatever the scores say (the churn requirement, the one rule that
-    reads a score, counted as met). Everyone else gets ``no_action`` from the rules alone (no consented open
-    channel, every eligible action cooling down or capped...), so no tree needs evaluating for them."""
+def channels_to_score(inputs: DecisionInputs, policy: CompiledPolicy) -> np.ndarray:
+    """[n, C] bool: the channels on which the models' scores can change a customer's decision - known customers,
+    channels where at least one action the rules leave open whatever the scores say may go out (the churn
+    requirement, the one rule that reads a score, counted as met). A customer with none gets ``no_action`` from
+    the rules alone (no consented open channel, every eligible action cooling down or capped...), so no tree
+    is evaluated for them; the channel head is asked only about the channels marked."""
     n = inputs.n
     col = _Columns(inputs, policy)
     stage, _ = lifecycle_stage(col("stage_code"), inputs.found)
     restrict, _ = _restriction_mask(inputs.restrict_actions, policy, n)
     cand, _ = candidate_actions(policy, stage, col, np.full(n, np.inf, np.float32), restrict)
     open_ = channel_mask(policy, col).open
-    return inputs.found & (cand[:, :, None] & policy.allowed[None, :, :] & open_[:, None, :]).any(axis=(1, 2))
+    return inputs.found[:, None] & (cand[:, :, None] & policy.allowed[None, :, :] & open_[:, None, :]).any(axis=1)
 
 
 class _Subset:

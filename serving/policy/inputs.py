@@ -51,7 +51,7 @@ class DecisionInputs:
     # fields left None above (so do ctx_* columns of X when feature_index has them)
     context: Mapping[str, Sequence] | None = None
     # rows the model scores above were computed for (None: every row); the others had no option left, so no
-    # model was asked and their scores stay NaN in the output without a fallback flag (``decide.needs_scores``)
+    # model was asked and their scores stay NaN in the output without a fallback flag (``decide.channels_to_score``)
     scored: np.ndarray | None = None
 
     def __post_init__(self) -> None:

@@ -47,14 +47,15 @@ def churn_scores(p: np.ndarray | None, stage: np.ndarray, found: np.ndarray) -> 
 
 
 def response_scores(p: np.ndarray | None, col: _Columns, found: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """P(click) per channel [n, 5]; default: own clicks/sends smoothed toward the channel base rate."""
+    """P(click) per channel [n, 5]; default: own clicks/sends smoothed toward the channel base rate, for customers
+    the model did not score. A channel the model was not asked about (closed to every eligible action) stays NaN."""
     base = np.array([CHANNEL_BASE_RATE[c] for c in CHANNELS], np.float32)
     sent = np.nan_to_num(col.many([f"sent_{c}" for c in CHANNELS]), nan=0.0).clip(0)
     clicked = np.nan_to_num(col.many([f"clicked_{c}" for c in CHANNELS]), nan=0.0).clip(0)
     prior = ((clicked + RESPONSE_PRIOR_SENDS * base) / (sent + RESPONSE_PRIOR_SENDS)).clip(0, 1)
     if p is None:
         return prior.astype(np.float32), np.ones(len(prior), bool)
-    missing = np.isnan(p).any(axis=1) | ~found
+    missing = np.isnan(p).all(axis=1) | ~found
     return np.where(missing[:, None], prior, p).astype(np.float32), missing
 
 

@@ -108,14 +108,18 @@ class RowScores:
     def increments(self, X):
         return None
 
-    def score(self, X, policy=None):
+    def score(self, X, policy=None, channels=None):
         from serving.scoring import Scores
 
         self.asked.append(len(X))
+        self.channels = channels
         m = np.nan_to_num(X[:, self.index["monetary_365d"]], nan=0.0)
         p = (m % 97) / 97
         hours = np.tile(np.linspace(0.01, 0.1, 24, dtype=np.float32), (len(X), 1))
-        return Scores(p, 1 - p, np.repeat(p[:, None], len(CHANNELS), axis=1), hours)
+        response = np.repeat(p[:, None], len(CHANNELS), axis=1)
+        if channels is not None:  # as the channel head: nothing on the channels not asked about
+            response = np.where(channels, response, np.nan)
+        return Scores(p, 1 - p, response, hours)
 
 
 def test_only_customers_with_an_option_left_are_scored_and_decisions_do_not_change(parts):
@@ -128,19 +132,24 @@ def test_only_customers_with_an_option_left_are_scored_and_decisions_do_not_chan
     X = X.copy()
     rows = {"no consent": row_of("active", channels=()), "capped": row_of("active", channels=("sms",)),
             "cooling": row_of("active", days_since_action_cross_sell=1, days_since_action_loyalty_reward=1,
-                              days_since_action_satisfaction_survey=1, days_since_action_anti_attrition_offer=1)}
+                              days_since_action_satisfaction_survey=1, days_since_action_anti_attrition_offer=1),
+            "e-mail only": row_of("active", channels=("email",))}
     rows["capped"]["sent_7d_sms"] = rows["capped"]["sent_30d_sms"] = 99
-    for i, r in enumerate(rows.values()):  # rows 0-2 have nothing open; row 3 is unknown
+    for i, r in enumerate(rows.values()):  # rows 0-2 have nothing open, row 3 only e-mail; row 4 is unknown
         X[i, :] = np.nan
         for k, v in r.items():
             X[i, index[k]] = v
+    X[3, index["monetary_365d"]] = 120.0
     found = np.ones(n, bool)
-    found[3] = False
+    found[4] = False
     ids = np.array([f"c{i}" for i in range(n)], dtype=object)
     now = datetime(2025, 6, 3, 7, 17, tzinfo=timezone.utc)
     scorer = RowScores(index)
     got = decide_arrays(pol, scorer, index, ids, X, found, ["Europe/Paris"] * n, now, request_id="r1")
     assert scorer.asked == [n - 4]  # the four without an option were never scored
+    asked_email_only = scorer.channels[0]  # the e-mail-only customer is the first one scored
+    assert asked_email_only.tolist() == [c == "email" for c in CHANNELS]
+    assert scorer.channels.sum() < (n - 4) * len(CHANNELS)  # the channel head is not asked about closed channels
 
     full = scorer.score(X)
     want = decide(DecisionInputs(customer_ids=ids, X=X, feature_index=index, found=found,
@@ -151,13 +160,17 @@ def test_only_customers_with_an_option_left_are_scored_and_decisions_do_not_chan
     for name in ("action_idx", "channel_idx", "propensity", "exploration", "control_group", "n_options", "send_at"):
         np.testing.assert_array_equal(getattr(got, name), getattr(want, name), err_msg=name)
     np.testing.assert_allclose(got.expected_value, want.expected_value, rtol=1e-6)
-    np.testing.assert_array_equal(got.p_activation[4:], want.p_activation[4:])
+    np.testing.assert_array_equal(got.p_activation[5:], want.p_activation[5:])
 
     records = got.to_records()
     for i in range(3):
         assert records[i]["action"] == "no_action" and records[i]["fallbacks"] == []
         assert records[i]["scores"]["activation"] is None and records[i]["scores"]["churn"] is None
         assert set(records[i]["scores"]["response"].values()) == {None}
+    response = records[3]["scores"]["response"]  # P(click) is reported where the channel head was asked
+    assert response["email"] is not None and all(v is None for c, v in response.items() if c != "email")
+    assert records[3]["action"] == "no_action" or records[3]["channel"] == "email"
+    assert "response_model" not in records[3]["fallbacks"]
     codes = [[r["code"] for r in rec["reasons"]] for rec in records[:3]]
     assert "no_consented_channel" in codes[0] and "cap_reached:sms" in codes[1] and "no_eligible_action" in codes[2]
     assert records[5]["scores"]["activation"] == pytest.approx(float(want.p_activation[5]), abs=1e-6)
