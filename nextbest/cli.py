@@ -346,7 +346,9 @@ def evaluate(
                                                                   "randomised assignments and events (e.g. from "
                                                                   "export-log --merge)"),
     reuse: bool = typer.Option(False, "--reuse", help="With --seeds: evaluate again the worlds already built (same "
-                                                      "seed, customers and days) instead of rebuilding them"),
+                                                      "seed, customers, days and start) instead of rebuilding them"),
+    start: Optional[str] = typer.Option(None, help="With --seeds: first day of every fresh world, YYYY-MM-DD "
+                                                   "(default: world.start; `auto` ends the worlds today)"),
     config_dir: Optional[Path] = ConfigDir,
 ):
     """What the decisions add against doing nothing, on a simulated world's causal truth, beside the oracle,
@@ -361,6 +363,12 @@ def evaluate(
     if logged is not None:
         _evaluate_logged(s, logged)
         return
+    if start is not None:
+        try:
+            first = "auto" if start == "auto" else date.fromisoformat(start)
+        except ValueError:
+            raise typer.BadParameter(f"{start!r} is not a date (YYYY-MM-DD) or auto", param_hint="--start")
+        s = s.model_copy(update={"world": s.world.model_copy(update={"start": first})})
     doc = run(s, seeds=seeds, customers=customers, progress=lambda m: console.print(f"[dim]{m}[/dim]"), reuse=reuse)
     table = Table(title="true incremental value of one decision per customer")
     for h in HEADER:

@@ -126,8 +126,9 @@ The model's best option is the truly best one for {same} of the customers with a
 def markdown(doc: dict, image: str) -> str:
     t = doc["targets"]
     where = (f"{doc['worlds']} simulated worlds (seeds {', '.join(map(str, doc['seeds']))}) of "
-             f"{doc['customers']:,} customers over {doc['days']} days, each simulated, built and learned from "
-             "scratch; figures are means with 95% t-intervals over the worlds"
+             f"{doc['customers']:,} customers over {doc['days']} days from {doc['start']} (`--start "
+             f"{doc['start']}`), each simulated, built and learned from scratch; figures are means with 95% "
+             "t-intervals over the worlds"
              if "summary" in doc else
              f"the simulated world of the data folder, {doc['customers']:,} customers decided as of {doc['as_of']}")
     return f"""# Policy evaluation on the causal world

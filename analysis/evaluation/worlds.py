@@ -85,8 +85,14 @@ def build_world(settings: Settings, customers: int, progress=None) -> object:
     store.materialize(settings)
     step(f"seed {w.seed}: training the heads and the effect model")
     train_all(settings, oracle=world.oracle())
-    _built(settings).write_text(json.dumps({"seed": w.seed, "customers": customers, "days": w.days}) + "\n")
+    _built(settings).write_text(json.dumps(_identity(settings, customers)) + "\n")
     return world.oracle()
+
+
+def _identity(settings: Settings, customers: int) -> dict:
+    """What makes two built worlds the same: seed, customers, days and first day."""
+    w = settings.world
+    return {"seed": w.seed, "customers": customers, "days": w.days, "start": w.start_date.isoformat()}
 
 
 def _built(settings: Settings) -> Path:
@@ -95,14 +101,14 @@ def _built(settings: Settings) -> Path:
 
 
 def built_world(settings: Settings, customers: int):
-    """The oracle of the world already built at `settings` with the same seed, customers and days, else None."""
+    """The oracle of the world already built at `settings` with the same seed, customers, days and first day,
+    else None."""
     from simulator.oracle import Oracle
 
     marker = _built(settings)
     if not marker.exists():
         return None
-    w = settings.world
-    if json.loads(marker.read_text()) != {"seed": w.seed, "customers": customers, "days": w.days}:
+    if json.loads(marker.read_text()) != _identity(settings, customers):
         return None
     return Oracle.load(settings.world_dir)
 

@@ -68,9 +68,14 @@ def test_a_biased_model_shows_its_bias_per_action_and_loses_value(case):
     assert over["worlds"] == 2 and over["actions"][first]["model"]["mean"] == pytest.approx(per[first]["model"])
 
 
-def test_a_world_is_reused_only_when_built_with_the_same_seed_customers_and_days(tmp_path):
+def test_a_world_is_reused_only_when_built_with_the_same_seed_customers_days_and_start(tmp_path):
     s = world_settings(settings_for(tmp_path), tmp_path / "seed-3", 3)
     assert built_world(s, 100) is None  # nothing built there
     s.data_dir.mkdir(parents=True)
-    (s.data_dir / "built.json").write_text(json.dumps({"seed": 3, "customers": 200, "days": s.world.days}))
+    start = s.world.start_date.isoformat()
+    (s.data_dir / "built.json").write_text(json.dumps({"seed": 3, "customers": 200, "days": s.world.days,
+                                                       "start": start}))
     assert built_world(s, 100) is None  # built with another number of customers
+    (s.data_dir / "built.json").write_text(json.dumps({"seed": 3, "customers": 100, "days": s.world.days,
+                                                       "start": "2020-01-06"}))
+    assert built_world(s, 100) is None  # built from another first day: other calendars, another world

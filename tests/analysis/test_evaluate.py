@@ -166,3 +166,14 @@ def test_a_challenger_configuration_is_judged_on_the_log(world):
     r = policy_gate(s, s.world_dir, silent, n_boot=100)
     assert not r["promoted"] and r["challenger"] == 0 and r["changes"] == {}
     assert f"{r['champion']:.4f}" in r["reason"] and f"[{r['low']:+.4f}, {r['high']:+.4f}]" in r["reason"]
+
+
+def test_a_start_that_is_not_a_date_is_refused_by_name(tmp_path):
+    from typer.testing import CliRunner
+
+    from nextbest.cli import app
+
+    r = CliRunner().invoke(app, ["evaluate", "--seeds", "1", "--start", "2025-13-01"],
+                           env={"COLUMNS": "200", "NEXTBEST__PATHS__DATA_DIR": str(tmp_path)})
+    assert r.exit_code == 2
+    assert "Invalid value for --start" in r.output and "'2025-13-01' is not a date" in r.output
