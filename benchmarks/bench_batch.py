@@ -44,13 +44,16 @@ from _common import (  # noqa: E402
 )
 
 TARGET = 100_000  # customers per second
-# name -> (trees, threads, only customers with an option left are scored)
+# name -> (trees, threads, what is scored: "options" = as shipped, the customers with an option left and the
+# channel head on the channels their options may use; "customers" = the same customers on every channel;
+# "everyone" = every known customer on every channel)
 VARIANTS = {
-    "compiled, n_jobs=1 (online)": ("compiled", 1, True),
-    "compiled, n_jobs=2": ("compiled", 2, True),
-    "compiled, n_jobs=2, every customer scored": ("compiled", 2, False),
-    "lightgbm, num_threads=1": ("booster", 1, True),
-    "lightgbm, num_threads=2": ("booster", 2, True),
+    "compiled, n_jobs=1 (online)": ("compiled", 1, "options"),
+    "compiled, n_jobs=2": ("compiled", 2, "options"),
+    "compiled, n_jobs=2, every channel of those customers": ("compiled", 2, "customers"),
+    "compiled, n_jobs=2, every customer scored": ("compiled", 2, "everyone"),
+    "lightgbm, num_threads=1": ("booster", 1, "options"),
+    "lightgbm, num_threads=2": ("booster", 2, "options"),
 }
 
 
@@ -98,15 +101,22 @@ def _base_matrix(root: str, out: str, q) -> None:
         q.put({"error": f"{type(e).__name__}: {e}", "trace": traceback.format_exc()})
 
 
-def _score_everyone() -> None:
-    """The baseline: trees evaluated for every known customer on every channel, with or without an option left."""
+def _widen_scoring(scope: str) -> None:
+    """The baselines: the channel head on every channel of the customers with an option left ("customers"), or
+    the trees of every known customer on every channel, with or without an option ("everyone")."""
     import serving.engine
     from nextbest.vocabulary import CHANNELS
 
-    serving.engine.channels_to_score = lambda inputs, policy: np.repeat(inputs.found[:, None], len(CHANNELS), axis=1)
+    shipped = serving.engine.channels_to_score
+    if scope == "customers":
+        serving.engine.channels_to_score = lambda inputs, policy: np.repeat(
+            shipped(inputs, policy).any(axis=1)[:, None], len(CHANNELS), axis=1)
+    elif scope == "everyone":
+        serving.engine.channels_to_score = lambda inputs, policy: np.repeat(
+            inputs.found[:, None], len(CHANNELS), axis=1)
 
 
-def _scoring(root: str, base: str, rows: int, kind: str, threads: int, skip: bool, seed: int, q) -> None:
+def _scoring(root: str, base: str, rows: int, kind: str, threads: int, scope: str, seed: int, q) -> None:
     try:
         from datetime import datetime, timezone
 
@@ -124,8 +134,7 @@ def _scoring(root: str, base: str, rows: int, kind: str, threads: int, skip: boo
         if kind == "compiled" and not all((scorer.compiled or {}).values()):
             raise RuntimeError(f"compiled trees unavailable: {scorer.compiled}")
         _patch_predict(kind, threads)
-        if not skip:
-            _score_everyone()
+        _widen_scoring(scope)
         policy = compile_policy(s)
         rng = np.random.default_rng(seed)
         pick = rng.integers(0, len(d["X"]), rows)
@@ -299,8 +308,9 @@ def markdown(res: dict, info: dict, cmd: str) -> str:
     lines += [
         "- `scoring`: `Scorer.score` - activation, churn and send-time heads on every customer with an option left "
         "(`serving.policy.channels_to_score`: known, some eligible action on an open channel), the channel head on "
-        "each such customer's channels that an eligible action may use (at the customer's send hour). `every "
-        "customer scored` is the baseline that evaluates the trees of every known customer on every channel, with "
+        "each such customer's channels that an eligible action may use (at the customer's send hour). Two "
+        "baselines: `every channel of those customers` asks the channel head about all five channels of the same "
+        "customers; `every customer scored` evaluates the trees of every known customer on every channel, with "
         "or without an option.",
         "- `compiled`: lleaves native code (`Head.compiled.predict(X, n_jobs=...)`); `lightgbm`: "
         "`Booster.predict(X, num_threads=...)`. As shipped, `Head.predict` uses compiled trees with one thread online "
@@ -354,8 +364,8 @@ def main() -> None:
     for rep in range(a.repeats):
         for rows in a.rows:
             for v in (a.variants if rep % 2 == 0 else a.variants[::-1]):
-                kind, threads, skip = VARIANTS[v]
-                r = child(_scoring, str(world), str(base), rows, kind, threads, skip, rep)
+                kind, threads, scope = VARIANTS[v]
+                r = child(_scoring, str(world), str(base), rows, kind, threads, scope, rep)
                 raw.setdefault((rows, v), []).append(r)
                 print(f"rep {rep + 1} {rows:>9,} {v:<44} {r['total_s']:.2f}s  {r['per_s']:,.0f}/s  "
                       f"(scoring {r['score_s']:.2f}s, policy {r['policy_s']:.2f}s, frame {r['frame_s']:.2f}s) "
