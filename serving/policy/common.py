@@ -1,6 +1,8 @@
-"""Shared constants of the decision policy: fallback flags, rule-based defaults, time units."""
+"""Shared constants of the decision policy (fallback flags, rule-based defaults, time units) and its NaN helper."""
 
 from __future__ import annotations
+
+import numpy as np
 
 from nextbest.vocabulary import CHANNELS
 
@@ -36,3 +38,10 @@ DEFAULT_SEND_HOUR = 10  # local time, when nothing is known about the customer's
 _NS_HOUR = 3_600_000_000_000
 _NS_DAY = 24 * _NS_HOUR
 _C = len(CHANNELS)
+
+
+def nan_as(a, fill: float = 0.0) -> np.ndarray:
+    """``a`` with NaN replaced by ``fill``: ``np.nan_to_num`` without its handling of infinities, whose fixed cost
+    exceeds the rest of a one-customer rule."""
+    a = np.asarray(a)
+    return np.where(np.isnan(a), fill, a)

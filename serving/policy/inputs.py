@@ -11,7 +11,7 @@ import pandas as pd
 
 from features.names import CONTEXT
 from nextbest.vocabulary import CHANNELS, DAY_PARTS, TRIGGERS, WEATHER
-from serving.policy.common import _C
+from serving.policy.common import _C, nan_as
 from serving.policy.compile import CompiledPolicy
 
 if TYPE_CHECKING:
@@ -188,7 +188,7 @@ def _codes(v, vocab: tuple[str, ...], n: int, name: str, default: int) -> np.nda
     if a.shape != (n,):
         raise ValueError(f"{name}: expected {n} values, got shape {a.shape}")
     if a.dtype.kind in "iuf":
-        codes = np.nan_to_num(a.astype(np.float64), nan=-1).astype(np.int16)
+        codes = nan_as(a.astype(np.float64), -1).astype(np.int16)
         if (codes >= len(vocab)).any() or (codes < -1).any():
             raise ValueError(f"{name}: codes must be -1..{len(vocab) - 1} ({list(vocab)})")
         return codes

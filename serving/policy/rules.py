@@ -10,7 +10,7 @@ from typing import Protocol, Sequence
 import numpy as np
 
 from nextbest.vocabulary import CHANNELS, NO_ACTION, STAGES
-from serving.policy.common import _C, ACTIVATION_PRIOR, CHANNEL_BASE_RATE, CHURN_PRIOR, RESPONSE_PRIOR_SENDS
+from serving.policy.common import _C, ACTIVATION_PRIOR, CHANNEL_BASE_RATE, CHURN_PRIOR, RESPONSE_PRIOR_SENDS, nan_as
 from serving.policy.compile import CompiledPolicy
 from serving.policy.inputs import _Columns
 
@@ -21,7 +21,7 @@ def lifecycle_stage(stage_code: np.ndarray, found: np.ndarray) -> tuple[np.ndarr
     Unknown customers are cold starts in ``registered``; a known customer
     without a valid stage code is also put in ``registered`` and flagged.
     """
-    code = np.nan_to_num(stage_code, nan=-1.0)
+    code = nan_as(stage_code, -1.0)
     valid = (code >= 0) & (code < len(STAGES)) & (code == np.round(code))
     stage = np.where(found & valid, code, STAGES.index("registered")).astype(np.int8)
     return stage, found & ~valid
@@ -50,8 +50,8 @@ def response_scores(p: np.ndarray | None, col: _Columns, found: np.ndarray) -> t
     """P(click) per channel [n, 5]; default: own clicks/sends smoothed toward the channel base rate, for customers
     the model did not score. A channel the model was not asked about (closed to every eligible action) stays NaN."""
     base = np.array([CHANNEL_BASE_RATE[c] for c in CHANNELS], np.float32)
-    sent = np.nan_to_num(col.many([f"sent_{c}" for c in CHANNELS]), nan=0.0).clip(0)
-    clicked = np.nan_to_num(col.many([f"clicked_{c}" for c in CHANNELS]), nan=0.0).clip(0)
+    sent = nan_as(col.many([f"sent_{c}" for c in CHANNELS])).clip(0)
+    clicked = nan_as(col.many([f"clicked_{c}" for c in CHANNELS])).clip(0)
     prior = ((clicked + RESPONSE_PRIOR_SENDS * base) / (sent + RESPONSE_PRIOR_SENDS)).clip(0, 1)
     if p is None:
         return prior.astype(np.float32), np.ones(len(prior), bool)
@@ -77,10 +77,10 @@ def hour_scores(
     rows = np.flatnonzero(missing)
     if len(rows):
         share = col.many([f"hour_share_{h:02d}" for h in range(24)], rows)
-        share_ok = np.isfinite(share).all(axis=1) & (np.nan_to_num(share).sum(axis=1) > 0)
+        share_ok = np.isfinite(share).all(axis=1) & (nan_as(share).sum(axis=1) > 0)
         default = -np.abs(np.arange(24) - policy.default_hour).astype(np.float32)  # peak at the default hour
         # a tiny preference for the default hour breaks ties in flat distributions
-        scores[rows] = np.where(share_ok[:, None], np.nan_to_num(share) + 1e-6 * default, default)
+        scores[rows] = np.where(share_ok[:, None], nan_as(share) + 1e-6 * default, default)
     scores[:, ~policy.allowed_hours] = -np.inf
     return scores, missing
 
@@ -128,7 +128,7 @@ def candidate_actions(
     """
     ok = policy.stage_ok[stage]
     ok &= requirements_met(policy, col, p_churn)
-    tenure = np.nan_to_num(col("tenure_days"), nan=0.0)
+    tenure = nan_as(col("tenure_days"))
     ok &= tenure[:, None] <= policy.max_tenure_days[None, :]
     if restrict is not None:
         ok &= restrict
@@ -169,11 +169,11 @@ def channel_mask(policy: CompiledPolicy, col: _Columns) -> ChannelMask:
     consent = col.many([f"consent_{c}" for c in CHANNELS]) == 1
     reach = col.many([f"reachable_{c}" for c in CHANNELS]) == 1
     contactable = consent & reach
-    sent = np.nan_to_num(col.many(policy.cap_features), nan=0.0)
+    sent = nan_as(col.many(policy.cap_features))
     capped = contactable & (sent >= policy.cap_max[None, :])
-    overall = np.nan_to_num(col(policy.overall_feature), nan=0.0) >= policy.overall_max
+    overall = nan_as(col(policy.overall_feature)) >= policy.overall_max
     relay = CHANNELS[policy.relay_channel]
-    relayed = np.nan_to_num(col(f"consecutive_ignores_{relay}"), nan=0.0) >= policy.relay_after
+    relayed = nan_as(col(f"consecutive_ignores_{relay}")) >= policy.relay_after
     open_ = contactable & ~capped & ~overall[:, None]
     open_[:, policy.relay_channel] &= ~relayed
     return ChannelMask(open_, contactable, capped, overall, relayed)
@@ -232,16 +232,20 @@ def _values_of_actions(policy: CompiledPolicy, oks: dict[int, np.ndarray], p_res
     calls, targets = [], []
     for a, ok in oks.items():
         name = policy.actions[a]
-        if effects is None or not effects.learned(name):
+        learned = effects is not None and effects.learned(name)
+        channels = np.flatnonzero(ok.any(axis=0))
+        if not len(channels):  # no customer has this option open
+            out[a] = (np.full(ok.shape, -np.inf, np.float32), learned)
+            continue
+        if not learned:
             prior = prior_increment(policy, a, p_response, p_activation, p_churn) - policy.cost[a]
             out[a] = (np.where(ok, prior, -np.inf).astype(np.float32), False)
             continue
         ev = np.full(ok.shape, -np.inf, np.float32)
-        for c in np.flatnonzero(policy.allowed[a]):
+        for c in channels:
             r = np.flatnonzero(ok[:, c])
-            if len(r):
-                calls.append((r, name, int(c), p_response[r, c], p_activation[r], p_churn[r], hour[r]))
-                targets.append((ev, r, a, int(c)))
+            calls.append((r, name, int(c), p_response[r, c], p_activation[r], p_churn[r], hour[r]))
+            targets.append((ev, r, a, int(c)))
         out[a] = (ev, True)
     if calls:
         for (ev, r, a, c), inc in zip(targets, _increments(effects, calls)):
