@@ -145,9 +145,9 @@ def _scoring(root: str, base: str, rows: int, kind: str, threads: int, scope: st
         score_s = [0.0]
         inner = scorer.score
 
-        def timed(X, policy=None):
+        def timed(X, *args):
             t0 = time.perf_counter()
-            r = inner(X, policy)
+            r = inner(X, *args)
             score_s[0] += time.perf_counter() - t0
             return r
 
