@@ -329,7 +329,7 @@ def markdown(res: dict, info: dict, cmd: str) -> str:
     lines = [
         "# Online decisions over HTTP: nextbest vs a naive BentoML + Feast SDK + pyfunc service",
         "",
-        f"Produced by `{cmd}` on 127.0.0.1 ({res['world']['customers']:,}-customer demo world, random known "
+        f"Produced by `{cmd}` on 127.0.0.1 ({res['world']['customers']:,}-customer world, random known "
         "customers, no request context). Both servers run in the same session and are measured alternately; "
         f"each cell is the median over {res['repeats']} repeats of that block's statistic. The load generator "
         "(Python threads, one `httpx.Client` each, keep-alive) shares the machine's cores with the servers.",

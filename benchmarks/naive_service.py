@@ -60,6 +60,20 @@ class NaiveNextBest:
         cal = self.contracts[head].get("calibration")
         return np.interp(out, cal["x"], cal["y"]) if cal else out
 
+    def _send_time(self, frame):
+        """The send-time head as its contract defines it: the booster's prior over the hour from all inputs but the
+        customer's own hour evidence, which then updates it (``nextbest.hours``)."""
+        from nextbest.hours import EVIDENCE_INPUTS, evidence_counts, hour_posterior
+
+        evidence = self.contracts["send_time"].get("hour_evidence")
+        if not evidence:
+            return self._predict("send_time", frame)
+        # the pyfunc's signature lists every input, the booster reads all but the evidence: call the booster
+        booster = self.models["send_time"].get_raw_model()
+        prior = np.asarray(booster.predict(frame.iloc[:, :-EVIDENCE_INPUTS])).reshape(len(frame), 24)
+        counts = evidence_counts(frame.iloc[:, -EVIDENCE_INPUTS:].to_numpy(np.float32))
+        return hour_posterior(prior, counts, evidence["kappa"])
+
     def _features(self, ids: list[str], cols: dict, now: datetime):
         rows = []
         for i, c in enumerate(ids):
@@ -93,7 +107,7 @@ class NaiveNextBest:
 
         p_act = self._predict("activation", frame("activation", X))
         p_churn = self._predict("churn", frame("churn", X))
-        hour_dist = self._predict("send_time", frame("send_time", X)).reshape(n, 24)
+        hour_dist = self._send_time(frame("send_time", X)).reshape(n, 24)
         best_hour = np.where(allowed_hours[None, :], hour_dist, -np.inf).argmax(axis=1)
         feats = self.contracts["channel"]["features"]
         k = len(CHANNELS)
