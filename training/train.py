@@ -53,13 +53,17 @@ def predict_test(head: str, model: M.Head, ds: Dataset) -> np.ndarray:
     return model.predict(ds.test.X)
 
 
-def _signature(ds: Dataset, pred: np.ndarray):
+def _signature(ds: Dataset, booster):
+    """The registered model's signature: the booster's own inputs (the send-time prior reads all the head's
+    inputs but the last ones, the customer's hour evidence) and its raw output. Calibration and the hour
+    posterior are in the contract (the version's metadata), applied as serving applies them."""
     from mlflow.models import infer_signature
 
     import pandas as pd
 
-    sample = pd.DataFrame(ds.test.X[:50], columns=ds.features)
-    return infer_signature(sample, pred[:50])
+    k = booster.num_feature()
+    sample = pd.DataFrame(ds.test.X[:50, :k], columns=ds.features[:k])
+    return infer_signature(sample, booster.predict(sample.to_numpy()))
 
 
 def _log_test_predictions(ds: Dataset, pred: np.ndarray, oracle_pred: np.ndarray | None, limit: int = 50_000) -> None:
@@ -146,7 +150,7 @@ def train_head(settings: Settings, head: str, src, use_tuned: bool = True, oracl
         _log_test_predictions(ds, pred, oracle_pred)
         with silenced_stderr():
             info = mlflow.lightgbm.log_model(
-                model.booster, name="model", signature=_signature(ds, pred), registered_model_name=name,
+                model.booster, name="model", signature=_signature(ds, model.booster), registered_model_name=name,
                 metadata={"nextbest": json.loads(json.dumps(contract, default=str))},
                 pip_requirements=_requirements(),
             )

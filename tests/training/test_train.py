@@ -51,6 +51,23 @@ def test_run_logs_what_the_service_needs(installation, client, head):
     assert "signature" in mlmodel and mlmodel["metadata"]["nextbest"]["head"] == head
 
 
+@pytest.mark.parametrize("head", HEADS)
+def test_a_registered_model_predicts_through_mlflow_on_its_signature(installation, head):
+    """A data scientist loading a champion with mlflow.pyfunc gets the booster's raw output on the inputs its
+    signature names (calibration and the send-time posterior are the contract's)."""
+    import mlflow
+    import pandas as pd
+
+    connect(installation)
+    loaded = load_version(installation, head, CHAMPION)
+    model = mlflow.pyfunc.load_model(f"models:/{model_name(installation, head)}@{CHAMPION}")
+    inputs = model.metadata.get_input_schema().input_names()
+    assert inputs == loaded.head.features[: loaded.head.booster.num_feature()]
+    X = np.random.default_rng(0).random((7, len(inputs))).astype(np.float32)  # the features are float32
+    got = np.asarray(model.predict(pd.DataFrame(X, columns=inputs)))
+    np.testing.assert_allclose(got, np.asarray(loaded.head.booster.predict(X)), rtol=1e-6)
+
+
 def test_send_time_follows_the_hours_a_customer_engaged_at(installation):
     loaded = load_version(installation, "send_time", CHAMPION)
     c = loaded.contract
