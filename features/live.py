@@ -24,7 +24,7 @@ import pandas as pd
 from features import pipeline
 from features.compute import snapshot_at
 from features.names import views
-from features.store import _defs, _state, customer_feature_names, get_store, pack_vectors
+from features.store import customer_feature_names, feast_definitions, get_store, online_state, pack_vectors
 from nextbest.vocabulary import ENTITY_KEY
 from nextbest.vocabulary import TIMESTAMP_FIELD as TS
 
@@ -174,12 +174,12 @@ def _write_snapshot(settings, store, snaps: dict[str, pd.DataFrame], names: list
     # through the view's push source: Feast's real-time write path
     from feast.data_source import PushMode
 
-    d = _defs()
+    d = feast_definitions()
     df = pd.DataFrame({ENTITY_KEY: ids, TS: prof[TS].to_numpy(), d.VECTOR_FIELD: pack_vectors(X, prof["timezone"].tolist())})
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         store.push(d.VECTOR_PUSH_SOURCE, df, to=PushMode.ONLINE)
-    if _state(settings).get("plain_materialized"):
+    if online_state(settings).get("plain_materialized"):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             for view, df in snaps.items():

@@ -42,9 +42,11 @@ STATE_FILE = "online_state.json"
 # --------------------------------------------------------------------------- store
 
 
-def _defs():
-    # feast's modules install warning filters of their own when first imported ("once" for every
-    # DeprecationWarning): import them inside catch_warnings so the process keeps its own filters
+def feast_definitions():
+    """The Feast repository module (``features/definitions.py``), imported on first use.
+
+    Feast's modules install warning filters of their own when first imported ("once" for every
+    DeprecationWarning): they are imported inside catch_warnings so the process keeps its own filters."""
     with warnings.catch_warnings():
         from features import definitions
 
@@ -71,7 +73,7 @@ def repo_config(settings):
     fd = settings.features_dir
     online = _online_config(settings)
     return RepoConfig(
-        project=_defs().PROJECT,
+        project=feast_definitions().PROJECT,
         provider="local",
         registry=RegistryConfig(registry_type="file", path=str(fd / "registry.db"), cache_ttl_seconds=60),
         offline_store={"type": "features.offline.SnapshotOfflineStore"},
@@ -145,7 +147,7 @@ def _write_cli_config(settings) -> Path:
 def apply(settings) -> dict:
     """Register the repository's objects (sources under ``settings.features_dir``); return a summary."""
     check_built_catalogue(settings)
-    d = _defs()
+    d = feast_definitions()
     objs = d.feast_objects(settings.features_dir, settings.features.feature_service, tuple(settings.actions))
     pipeline.vector_placeholder(settings.features_dir)
     store = get_store(settings)
@@ -338,7 +340,7 @@ def _vector_rows(ids: Sequence[str], ts_ns: np.ndarray, blobs: list[bytes]) -> l
     from feast.protos.feast.types.EntityKey_pb2 import EntityKey as EntityKeyProto
     from feast.protos.feast.types.Value_pb2 import Value as ValueProto
 
-    field = _defs().VECTOR_FIELD
+    field = feast_definitions().VECTOR_FIELD
     uniq = {int(t): datetime.fromtimestamp(int(t) / 1e9, tz=timezone.utc) for t in np.unique(ts_ns)}
     return [
         (
@@ -352,7 +354,7 @@ def _vector_rows(ids: Sequence[str], ts_ns: np.ndarray, blobs: list[bytes]) -> l
 
 
 def _check_vector_view(view, names: list[str], settings) -> None:
-    d = _defs()
+    d = feast_definitions()
     want = d.feature_list_hash(tuple(names))
     got = view.tags.get(d.HASH_TAG)
     if got != want or view.tags.get(d.SERVICE_TAG) != settings.features.feature_service:
@@ -364,7 +366,7 @@ def _check_vector_view(view, names: list[str], settings) -> None:
 
 def write_vectors(settings, store, ids, ts_ns, X, timezones, progress: bool = False) -> int:
     """Write packed vectors through the online store's ``online_write_batch`` in batches; return rows written."""
-    d = _defs()
+    d = feast_definitions()
     view = store.get_feature_view(d.VECTOR_VIEW)
     provider = store._get_provider()
     batch = settings.online_store.write_batch_size
@@ -387,13 +389,14 @@ def _write_part(settings, names: list[str], part: str) -> tuple[int, float]:
     return write_vectors(settings, get_store(settings), ids, ts, X, tz), t_read
 
 
-def _state(settings) -> dict:
+def online_state(settings) -> dict:
+    """What the last online-store refresh recorded (layout, mode, time), {} before the first one."""
     p = settings.features_dir / STATE_FILE
     return json.loads(p.read_text()) if p.exists() else {}
 
 
 def _set_state(settings, **kv) -> None:
-    st = _state(settings)
+    st = online_state(settings)
     st.update(kv)
     (settings.features_dir / STATE_FILE).write_text(json.dumps(st, indent=2, default=str))
 
@@ -434,7 +437,7 @@ def materialize(settings, progress: bool = False, plain: bool = False, store: "F
     else:
         names = customer_feature_names(settings, store)
         check_registered_catalogue(settings, names)
-        _check_vector_view(store.get_feature_view(_defs().VECTOR_VIEW), names, settings)
+        _check_vector_view(store.get_feature_view(feast_definitions().VECTOR_VIEW), names, settings)
         if settings.engine.kind == "dask" and settings.online_store.kind == "redis":
             from nextbest.engine import Engine
 
@@ -449,7 +452,7 @@ def materialize(settings, progress: bool = False, plain: bool = False, store: "F
             n = write_vectors(settings, store, ids, ts, X, tz, progress=progress)
         stats.update(customers=int(n), n_features=len(names), read_seconds=round(t_read, 2))
         _set_state(settings, packed_materialized=True, packed_at=datetime.now(timezone.utc).isoformat(),
-                   packed_layout=_defs().feature_list_hash(tuple(names)))
+                   packed_layout=feast_definitions().feature_list_hash(tuple(names)))
     t_write = time.perf_counter() - t0
     from features.live import refresh_live
 
@@ -465,14 +468,14 @@ def materialize(settings, progress: bool = False, plain: bool = False, store: "F
 def check_serving_layout(settings, store: "FeatureStore | None" = None):
     """Refuse to serve features laid out for another catalogue: the registered feature service, the packed
     view and the vectors last written must all be the configured catalogue's. Returns the packed view."""
-    d = _defs()
+    d = feast_definitions()
     store = store or get_store(settings)
     names = feature_names(settings, store)
     check_registered_catalogue(settings, names)
     view = store.get_feature_view(d.VECTOR_VIEW)
     customer = [f for f in names if f not in CONTEXT]
     _check_vector_view(view, customer, settings)
-    layout = _state(settings).get("packed_layout")
+    layout = online_state(settings).get("packed_layout")
     if layout is not None and layout != d.feature_list_hash(tuple(customer)):
         raise CatalogueMismatch(
             f"the online store in {settings.features_dir} holds vectors of another feature list (another "
@@ -491,7 +494,7 @@ class OnlineFeatures:
     """
 
     def __init__(self, settings, store: "FeatureStore | None" = None):
-        d = _defs()
+        d = feast_definitions()
         self.settings = settings
         self.store = store or get_store(settings)
         self.config = self.store.config

@@ -15,7 +15,7 @@ from simulator.population import B2B_SECTORS, B2C_SECTORS, COMPANY_SIZES, REGION
 ET = {e: i for i, e in enumerate(EVENT_TYPES)}  # event type codes in the simulation's buffers
 
 
-def release_memory() -> None:
+def _release_memory() -> None:
     """Hand freed heap pages back to the system (glibc keeps them otherwise); a no-op elsewhere."""
     try:
         import ctypes
@@ -74,7 +74,7 @@ def events(sim, ids: pd.Index, keep: bool = False, types: tuple[str, ...] | None
         out = np.concatenate(fields[k])
         fields[k] = None  # free the buffers of this column
         if not keep:
-            release_memory()
+            _release_memory()
         return out if rows is None else out[rows]
 
     sec, cust = column(1), column(0)
@@ -158,7 +158,7 @@ def targets(sim, ids: pd.Index, keep: bool = False) -> pd.DataFrame:
         parts = [np.concatenate(p) for p in zip(*sim._targets)]
     if not keep:
         sim._targets = []
-        release_memory()
+        _release_memory()
     cust, camp, ch, act, stage, ts, control, prop = parts
     order = np.argsort(ts, kind="stable")
     return pd.DataFrame({

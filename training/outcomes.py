@@ -74,10 +74,11 @@ class _Windows:
             self._groups[by] = codes.astype(np.int64), pd.Index(groups)
         self.stop = np.full(len(self.t), np.iinfo(np.int64).max)  # seconds at which each row's window ends early
 
-    def sum(self, events: pd.DataFrame, by: tuple[str, ...], days, values: str | None = None) -> np.ndarray:
+    def sum(self, events: pd.DataFrame, by: tuple[str, ...], days, values: str | None = None,
+            stop: bool = False) -> np.ndarray:
         """Per row: the count (or the sum of column `values`) of `events` of the row's group within `days` after
-        the row's time; the customer's own events (`by` the customer alone, not tied to the row's message) only
-        before the row's ``stop``."""
+        the row's time; with `stop` (the customer's own events, not tied to the row's message) only before the
+        row's ``stop``."""
         row_codes, codes = self._groups[by]
         c = codes.get_indexer(_joined(*(events[k] for k in by))).astype(np.int64)
         keep = c >= 0
@@ -86,7 +87,7 @@ class _Windows:
         v = None if values is None else np.nan_to_num(events[values].to_numpy(float)[keep][order])
         lo = (row_codes << 40) + self.t
         end = self.t + (np.asarray(days) * 86400).astype(np.int64)
-        if by == ("customer_id",):
+        if stop:
             end = np.minimum(end, np.maximum(self.stop, self.t))
         return _window_sum(keys[order], v, lo, (row_codes << 40) + end)
 
@@ -128,7 +129,7 @@ def objective_units(windows: _Windows, events: pd.DataFrame, action: str, catalo
         conv = conv[(conv["action_id"].astype(str) == action).to_numpy()]
         return windows.sum(conv, ("customer_id", "campaign_id"), obj.horizon_days)
     return windows.sum(_of_type(events, obj.event), ("customer_id",), obj.horizon_days,
-                       values="amount" if obj.measure == "amount" else None)
+                       values="amount" if obj.measure == "amount" else None, stop=True)
 
 
 def redemptions(windows: _Windows, events: pd.DataFrame, horizon_days: np.ndarray) -> np.ndarray:
