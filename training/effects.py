@@ -34,12 +34,12 @@ the training window are not *learned*: serving falls back to the catalogue's
 prior for them, flagged.
 
 Quality is measured on a held-out time window, per action, against the
-controls the action's campaigns would have sent it to (``control_weights``:
-each control weighs the action's share among the treated of its campaign and
-stage), with the Qini coefficient (area between the model's uplift curve and
-random targeting) and the uplift among the top 30% the model ranks highest,
-beside the same for the prior's ranking (P(click) x driver score, today's
-response-ranked policy).
+controls held out from it (``control_weights``; where the log does not say
+what a control was held out from, the action's share among the treated of
+the control's campaign and stage), with the Qini coefficient (area between
+the model's uplift curve and random targeting) and the uplift among the top
+30% the model ranks highest, beside the same for the prior's ranking
+(P(click) x driver score, today's response-ranked policy).
 """
 
 from __future__ import annotations
@@ -341,22 +341,31 @@ def _curve(score: np.ndarray, y: np.ndarray, is_t: np.ndarray, weight: np.ndarra
 
 
 def control_weights(frame: pd.DataFrame, actions: list[str]) -> np.ndarray:
-    """[n, A] how much each control row speaks for each action: the action's share among the treated rows of
-    the control's cell - its campaign (randomised within itself) and its lifecycle stage at assignment. An
-    action's controls are then the customers its campaigns would have sent it to, in the same mix: a campaign
-    that sends an offer only to at-risk customers is not compared with the active ones it never targeted.
-    Rows without a campaign form one cell per stage. Treated rows weigh 0."""
+    """[n, A] how much each control row speaks for each action. A control whose log says which action it was held
+    out from (``holdout_action``) speaks for that action alone: it was drawn from exactly the customers sent it.
+    Any other control speaks for each action by the action's share among the treated rows of the control's cell
+    - its campaign (randomised within itself) and its lifecycle stage at assignment - so an action's controls
+    are the customers its campaigns would have sent it to, in the same mix: a campaign that sends an offer only
+    to at-risk customers is not compared with the active ones it never targeted. Rows without a campaign form
+    one cell per stage. Treated rows weigh 0."""
     n = len(frame)
     control = frame["action_id"].eq(NO_ACTION).to_numpy()
     campaign = frame["campaign_id"] if "campaign_id" in frame else pd.Series(np.full(n, None), index=frame.index)
     cell, _ = pd.factorize(pd.MultiIndex.from_arrays([campaign.fillna("").astype(str).to_numpy(),
                                                       frame["stage"].to_numpy()]))
-    action = frame["action_id"].map({a: i for i, a in enumerate(actions)}).fillna(-1).astype(int).to_numpy()
+    index = {a: i for i, a in enumerate(actions)}
+    action = frame["action_id"].map(index).fillna(-1).astype(int).to_numpy()
     counts = np.zeros((cell.max() + 1 if n else 0, len(actions)))
     sent = ~control & (action >= 0)
     np.add.at(counts, (cell[sent], action[sent]), 1.0)
     share = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1.0)
-    return np.where(control[:, None], share[cell], 0.0)
+    out = np.where(control[:, None], share[cell], 0.0)
+    if "holdout_action" in frame:
+        held = frame["holdout_action"].map(index).fillna(-1).astype(int).to_numpy()
+        rows = np.flatnonzero(control & (held >= 0))
+        out[rows] = 0.0
+        out[rows, held[rows]] = 1.0
+    return out
 
 
 def amount_actions(settings: Settings, actions: list[str]) -> np.ndarray:

@@ -196,6 +196,21 @@ def test_an_actions_controls_are_those_its_campaigns_would_have_sent_it_to():
     assert (w[frame["action_id"].ne("no_action").to_numpy()] == 0).all()  # treated rows are not controls
 
 
+def test_a_control_that_says_what_it_was_held_out_from_speaks_for_that_action_alone():
+    """Within one campaign and stage the action can follow what the cells do not see (tenure, a missing e-mail
+    address): a control held out from the offer is compared with the offer's customers only."""
+    from training.effects import control_weights
+
+    frame = pd.DataFrame({
+        "campaign_id": ["k1"] * 5, "stage": [3] * 5,
+        "action_id": ["offer", "mail", "no_action", "no_action", "no_action"],
+        "holdout_action": [None, None, "offer", "mail", None]})
+    w = control_weights(frame, ["offer", "mail"])
+    assert np.allclose(w[2], [1, 0]) and np.allclose(w[3], [0, 1])
+    assert np.allclose(w[4], [0.5, 0.5])  # the log does not say: the cell's mix
+    assert (w[:2] == 0).all()
+
+
 def test_the_uplift_curve_weighs_each_control_by_how_much_it_speaks_for_the_action():
     from training.effects import _curve
 
