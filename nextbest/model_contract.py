@@ -101,7 +101,12 @@ def model_name(settings: Settings, head: str) -> str:
 
 
 def connect(settings: Settings):
-    """Point MLflow at the configured store (SQLite under mlruns/ by default); return the client."""
+    """Point MLflow at the configured store (SQLite under mlruns/ by default); return the client.
+
+    MLflow records absolute artifact locations. When the store was moved or mounted elsewhere (its recorded
+    artifact root gone, the configured one present), the old experiment keeps its runs under another name and a
+    new one at the configured root takes the experiment's name, so new runs write inside the store, not at
+    the old place; what was logged before is read at its new place (:func:`local_artifacts`)."""
     import mlflow
     from mlflow import MlflowClient
 
@@ -109,13 +114,45 @@ def connect(settings: Settings):
     mlflow.set_tracking_uri(settings.tracking_uri)
     mlflow.set_registry_uri(settings.tracking_uri)
     client = MlflowClient()
-    exp = client.get_experiment_by_name(settings.mlflow.experiment)
+    name = settings.mlflow.experiment
+    root = settings.path(settings.mlflow.artifact_root)
+    exp = client.get_experiment_by_name(name)
+    if exp is not None:
+        old = _file_path(exp.artifact_location)
+        if old is not None and old != root and not old.exists() and root.exists():
+            client.rename_experiment(exp.experiment_id, f"{name} #{exp.experiment_id} (artifacts were at {old})")
+            exp = None
     if exp is None:
-        root = settings.path(settings.mlflow.artifact_root)
         root.mkdir(parents=True, exist_ok=True)
-        client.create_experiment(settings.mlflow.experiment, artifact_location=root.as_uri())
-    mlflow.set_experiment(settings.mlflow.experiment)
+        client.create_experiment(name, artifact_location=root.as_uri())
+    mlflow.set_experiment(name)
     return client
+
+
+def _file_path(uri: str | None) -> Path | None:
+    """The local path of a ``file:`` URI; None for any other."""
+    from urllib.parse import unquote, urlparse
+
+    u = urlparse(uri or "")
+    return Path(unquote(u.path)) if u.scheme == "file" else None
+
+
+def local_artifacts(settings: Settings, location: str, experiment_id: str) -> Path | None:
+    """Where the files MLflow recorded at `location` (a ``file:`` URI under the artifact root of experiment
+    `experiment_id`) are: there, or - the store moved or mounted elsewhere - at the same place under the
+    configured artifact root. None when neither holds them, or for a remote store."""
+    from mlflow import MlflowClient
+
+    path = _file_path(location)
+    if path is None:
+        return None
+    if path.exists():
+        return path
+    old_root = _file_path(MlflowClient().get_experiment(experiment_id).artifact_location)
+    if old_root is None or not path.is_relative_to(old_root):
+        return None
+    moved = settings.path(settings.mlflow.artifact_root) / path.relative_to(old_root)
+    return moved if moved.exists() else None
 
 
 def _contract_of(local_dir: Path) -> dict:
@@ -131,15 +168,20 @@ def load_version(settings: Settings, head: str, ref: str) -> LoadedModel:
     """Load `models:/<name>/<version>` or `models:/<name>@<alias>` as a native booster + contract."""
     import lightgbm as lgb
     import mlflow
-    from mlflow import MlflowClient
 
-    connect(settings)
+    client = connect(settings)
     name = model_name(settings, head)
-    uri = f"models:/{name}@{ref}" if not str(ref).isdigit() else f"models:/{name}/{ref}"
-    local = Path(mlflow.artifacts.download_artifacts(uri))
+    mv = client.get_model_version(name, str(ref)) if str(ref).isdigit() else client.get_model_version_by_alias(name, ref)
+    local = None
+    model_id = mv.model_id or (mv.source[len("models:/"):] if str(mv.source).startswith("models:/m-") else None)
+    if model_id:  # a model logged with MLflow 3: its files where they are, or where the store now is
+        logged = client.get_logged_model(model_id)
+        local = local_artifacts(settings, logged.artifact_location, logged.experiment_id)
+    if local is None:
+        local = Path(mlflow.artifacts.download_artifacts(f"models:/{name}/{mv.version}"))
     contract = _contract_of(local)
     booster = lgb.Booster(model_file=str(local / "model.lgb"))
-    version = ref if str(ref).isdigit() else str(MlflowClient().get_model_version_by_alias(name, ref).version)
+    version = mv.version
     kappa = (contract.get("hour_evidence") or {}).get("kappa")
     return LoadedModel(Head(head, booster, contract["features"], contract.get("calibration"), hour_kappa=kappa),
                        str(version), contract)

@@ -167,14 +167,25 @@ def _versions(client, name: str) -> list[_Version]:
     return sorted(out, key=lambda v: int(v.version))
 
 
-def _artifact(run_id: str | None, path: str, tmp: Path):
-    """A run artifact as a local path, or None when it was not logged."""
+def _artifact(settings: Settings, run_id: str | None, path: str, tmp: Path):
+    """A run artifact as a local path, or None when it was not logged: read in place from a local store (also
+    one moved since, ``local_artifacts``), downloaded from a remote one."""
     if not run_id:
         return None
     import os
 
     import mlflow
+    from mlflow import MlflowClient
 
+    from nextbest.model_contract import local_artifacts
+
+    try:
+        info = MlflowClient().get_run(run_id).info
+    except Exception:
+        return None
+    base = local_artifacts(settings, info.artifact_uri, info.experiment_id)
+    if base is not None:
+        return base / path if (base / path).exists() else None
     key = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
     saved = os.environ.get(key)
     os.environ[key] = "false"
@@ -191,8 +202,8 @@ def _artifact(run_id: str | None, path: str, tmp: Path):
     return local if local.exists() else None
 
 
-def _json_artifact(run_id, path, tmp) -> dict | None:
-    p = _artifact(run_id, path, tmp)
+def _json_artifact(settings: Settings, run_id, path, tmp) -> dict | None:
+    p = _artifact(settings, run_id, path, tmp)
     if p is None:
         return None
     try:

@@ -107,7 +107,7 @@ def _model_block(ctx: _Context, head: str, v: _Version, is_champion: bool, previ
     key = PRIMARY[head]
     out = [f'<h3 id="model-{head}">{_e(label)} model <span class="tag">v{_e(v.version)}'
            f'{" @champion" if is_champion else " (no @champion yet)"}</span></h3>']
-    contract = _json_artifact(v.run_id, "contract.json", tmp) or {}
+    contract = _json_artifact(ctx.settings, v.run_id, "contract.json", tmp) or {}
     definition = contract.get("label_definition") or v.tags.get("label_definition", "")
     tr = contract.get("time_range") or {}
     text = f"<strong>Predicts</strong> {_e(what)}."
@@ -139,7 +139,7 @@ def _model_block(ctx: _Context, head: str, v: _Version, is_champion: bool, previ
         out.append(_note(f"Tested on {_date(tr['test_from'])} - {_date(tr['test_to'])}, after the training period; "
                          f"{_n(float(v.params.get('rows_test', 'nan')))} test rows."))
 
-    preds_path = _artifact(v.run_id, "evaluation/test_predictions.parquet", tmp)
+    preds_path = _artifact(ctx.settings, v.run_id, "evaluation/test_predictions.parquet", tmp)
     charts = []
     if preds_path is None:
         out.append(_missing("The held-out predictions of this version were not logged (it was trained before runs "
@@ -149,14 +149,14 @@ def _model_block(ctx: _Context, head: str, v: _Version, is_champion: bool, previ
         preds = pd.read_parquet(preds_path)
         prev_preds = None
         if previous is not None:
-            pp = _artifact(previous.run_id, "evaluation/test_predictions.parquet", tmp)
+            pp = _artifact(ctx.settings, previous.run_id, "evaluation/test_predictions.parquet", tmp)
             prev_preds = pd.read_parquet(pp) if pp is not None else None
         if head == "send_time":
             charts.append(_hour_accuracy_chart(preds, v, label))
         else:
             charts.append(_gains_chart(preds, prev_preds, previous, label, positives))
             charts.append(_calibration_chart(preds, label))
-    importance = _json_artifact(v.run_id, "feature_importance.json", tmp)
+    importance = _json_artifact(ctx.settings, v.run_id, "feature_importance.json", tmp)
     if importance:
         charts.append(_drivers_chart(importance, label))
     charts.append(_comparison_panel(ctx, head, v, previous, versions, fmt))

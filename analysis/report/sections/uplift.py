@@ -65,8 +65,8 @@ def _learned_uplift(ctx: _Context) -> str:
                         "catalogue's priors.")
     v = versions[-1]
     with tempfile.TemporaryDirectory() as tmp:
-        report = _json_artifact(v.run_id, "evaluation/uplift.json", Path(tmp))
-        contract = _json_artifact(v.run_id, "contract.json", Path(tmp)) or {}
+        report = _json_artifact(ctx.settings, v.run_id, "evaluation/uplift.json", Path(tmp))
+        contract = _json_artifact(ctx.settings, v.run_id, "contract.json", Path(tmp)) or {}
     rows = [(a, e) for a, e in (report or {}).get("actions", {}).items() if "increment" in e]
     if not rows:
         return _missing("The effect model's held-out window has too few randomised sends per action to show.")
