@@ -25,6 +25,7 @@ the Dask implementation. Select it with
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, List, Literal, Optional, Union
 
 import numpy as np
@@ -145,6 +146,18 @@ def _simple(fv: FeatureView) -> bool:
     )
 
 
+def _snapshots(config, view: str, registered: str) -> str:
+    """Where a view's snapshots are: at the path the registry holds, or - the feature folder moved or mounted
+    elsewhere (Feast keeps absolute paths) - under the same name beside this store's registry."""
+    if Path(registered).exists():
+        return registered
+    here = Path(config.registry.path).parent / Path(registered).name
+    if here.exists():
+        return str(here)
+    raise FileNotFoundError(f"feature view {view}: no snapshots at {registered} (nor at {here}); build the features "
+                            "(`nextbest features build`) or point the settings at the folder that holds them")
+
+
 class SnapshotRetrievalJob(RetrievalJob):
     def __init__(self, evaluate, full_feature_names: bool, odfvs: list[OnDemandFeatureView], metadata: RetrievalMetadata):
         self._evaluate = evaluate
@@ -242,7 +255,7 @@ class SnapshotOfflineStore(DaskOfflineStore):
                 entity_cols = [c.name for c in fv.entity_columns]
                 join_keys = [fv.projection.join_key_map.get(c, c) for c in entity_cols]
                 src = fv.batch_source
-                path = FileSource.get_uri_for_file_path(config.repo_path, src.path)
+                path = _snapshots(config, fv.name, FileSource.get_uri_for_file_path(config.repo_path, src.path))
                 tsf = src.timestamp_field
                 names = {f: (f"{fv.projection.name_to_use()}__{f}" if full_feature_names else f) for f in feats}
                 ttl = int(pd.Timedelta(fv.ttl).value) if fv.ttl and fv.ttl.total_seconds() > 0 else None

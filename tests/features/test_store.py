@@ -276,3 +276,29 @@ def test_a_build_written_in_many_parts_reads_like_the_whole(tmp_path, tiny_world
     assert stats["customers"] == len(customers)
     got, found, _ = store.OnlineFeatures(s).read_customer(list(ids[:5]))
     assert found.all() and np.allclose(got, X[:5], equal_nan=True)
+
+
+def test_a_feature_folder_moved_elsewhere_reads_the_same_features_and_a_missing_one_is_named(tmp_path, built):
+    """Feast keeps the snapshots' absolute paths in its registry: a data folder moved or mounted elsewhere reads
+    its own snapshots, and a store whose snapshots are nowhere says so instead of answering NaN for everyone."""
+    import shutil
+
+    from features import store
+    from tests.features.conftest import settings_for
+
+    s = built["settings"]
+    ids = pd.read_parquet(s.world_dir / "customers.parquet")["customer_id"].head(20)
+    q = pd.DataFrame({"customer_id": ids, "event_timestamp": pd.Timestamp("2030-01-01", tz="UTC")})
+    want = store.historical_features(s, q)
+    first = tmp_path / "first" / "data"
+    shutil.copytree(s.data_dir, first)
+    store.apply(settings_for(first))  # the registry now records paths under first/
+    shutil.move(str(first), str(tmp_path / "second"))
+    moved = settings_for(tmp_path / "second")
+    got = store.historical_features(moved, q)
+    pd.testing.assert_frame_equal(got, want)
+    assert got.drop(columns=["customer_id", "event_timestamp"]).notna().any(axis=1).all()
+    for part in moved.features_dir.glob("*.parquet"):
+        shutil.rmtree(part) if part.is_dir() else part.unlink()
+    with pytest.raises(FileNotFoundError, match="feature view .*: no snapshots at .*nextbest features build"):
+        store.historical_features(moved, q)
