@@ -389,8 +389,8 @@ def _prior_score(settings: Settings, data: EffectData, a: int, rows: np.ndarray,
 
 
 def uplift_report(settings: Settings, data: EffectData, head: Head, split: str = "test") -> dict:
-    """Per action, on the test window (or another `split`): treated vs the controls its campaigns would have sent
-    it to (``control_weights``), the increment with a 95% interval, and the Qini coefficient / top-30% uplift of
+    """Per action, on the test window (or another `split`): treated vs the controls held out from it
+    (``control_weights``), the increment with a 95% interval, and the Qini coefficient / top-30% uplift of
     the model's ranking beside the prior's."""
     f = data.frame
     test = f["split"].eq(split).to_numpy()

@@ -95,7 +95,8 @@ def _learned_uplift(ctx: _Context) -> str:
     } for a, e in reversed(rows)]).set_index("action")
     note = (f"Effect model v{v.version}, held-out weeks from {_e(str(contract.get('time_range', {}).get('test_from', ''))[:10])}: "
             "each message's outcome (the action's objective in currency, minus the incentive it paid) against the "
-            "randomised controls its campaigns would have sent it to (same campaign and stage), 95% intervals. "
+            "randomised controls held out from it (where the log does not say, those of its campaigns and stages), "
+            "95% intervals. "
             "The Qini coefficient says how much better than random the model ranks who each action works for "
             "(the prior: ranking by response and driver score).")
     return _grid(_chart(fig, title, note, wide=True)) + _details("The increments and rankings, action by action",
