@@ -114,9 +114,7 @@ class EffectData:
         control = f["action_id"].eq(NO_ACTION).to_numpy()
         if "holdout_action" not in f or not f["holdout_action"][control].notna().any():
             return None
-        index = {a: i for i, a in enumerate(self.actions)}
-        own = f["action_id"].map(index).to_numpy(float)
-        return np.where(control, f["holdout_action"].map(index).to_numpy(float), own)
+        return speaks_for(f, self.actions)
 
     @property
     def index(self) -> dict[str, int]:
@@ -340,6 +338,17 @@ def _curve(score: np.ndarray, y: np.ndarray, is_t: np.ndarray, weight: np.ndarra
     return points, float(area), uplift(max(int(round(TOP_SHARE * n)), 1))
 
 
+def speaks_for(frame: pd.DataFrame, actions: list[str]) -> np.ndarray:
+    """[n] the action (index in `actions`) each assignment row speaks for: a treated row its own, a control the
+    action it was held out from (``holdout_action``); NaN where the log does not say."""
+    index = {a: i for i, a in enumerate(actions)}
+    own = frame["action_id"].map(index).to_numpy(float)
+    if "holdout_action" not in frame:
+        return own
+    return np.where(frame["action_id"].eq(NO_ACTION).to_numpy(), frame["holdout_action"].map(index).to_numpy(float),
+                    own)
+
+
 def control_weights(frame: pd.DataFrame, actions: list[str]) -> np.ndarray:
     """[n, A] how much each control row speaks for each action. A control whose log says which action it was held
     out from (``holdout_action``) speaks for that action alone: it was drawn from exactly the customers sent it.
@@ -353,18 +362,16 @@ def control_weights(frame: pd.DataFrame, actions: list[str]) -> np.ndarray:
     campaign = frame["campaign_id"] if "campaign_id" in frame else pd.Series(np.full(n, None), index=frame.index)
     cell, _ = pd.factorize(pd.MultiIndex.from_arrays([campaign.fillna("").astype(str).to_numpy(),
                                                       frame["stage"].to_numpy()]))
-    index = {a: i for i, a in enumerate(actions)}
-    action = frame["action_id"].map(index).fillna(-1).astype(int).to_numpy()
+    action = frame["action_id"].map({a: i for i, a in enumerate(actions)}).fillna(-1).astype(int).to_numpy()
     counts = np.zeros((cell.max() + 1 if n else 0, len(actions)))
     sent = ~control & (action >= 0)
     np.add.at(counts, (cell[sent], action[sent]), 1.0)
     share = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1.0)
     out = np.where(control[:, None], share[cell], 0.0)
-    if "holdout_action" in frame:
-        held = frame["holdout_action"].map(index).fillna(-1).astype(int).to_numpy()
-        rows = np.flatnonzero(control & (held >= 0))
-        out[rows] = 0.0
-        out[rows, held[rows]] = 1.0
+    held = speaks_for(frame, actions)
+    rows = np.flatnonzero(control & np.isfinite(held))
+    out[rows] = 0.0
+    out[rows, held[rows].astype(int)] = 1.0
     return out
 
 
