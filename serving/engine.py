@@ -214,31 +214,77 @@ class Engine:
 
     def answer(self, req: NextActionRequest, now: datetime | None = None) -> tuple[list[dict], list[str]]:
         """The decisions and the JSON text of each (as answered and logged)."""
-        for field, unknown in req.unknown_actions(self.policy.actions):
-            raise errors.invalid(field, f"unknown action(s) {unknown}; the catalogue has {list(self.policy.actions)}")
-        cols = req.columns()
-        cols["request_id"] = _row_request_ids(cols["customer_id"], req.request_id)
+        out = self.answer_many([req], now)[0]
+        if isinstance(out, errors.ApiError):
+            raise out
+        return out
+
+    def answer_many(self, reqs: list[NextActionRequest], now: datetime | None = None
+                    ) -> list[tuple[list[dict], list[str]] | errors.ApiError]:
+        """Several requests decided in one pass (one feature read, one scoring, one policy call, one log
+        transaction): for each, its decisions and their JSON text, or the error it is answered with.
+
+        Each request gets what it would get alone at the same time of the call: the policy decides each row on
+        its own (the control group and exploration draw on the row's own request id), the reservations are made
+        one by one in request order, and a request id seen twice (a retry racing its original) is decided once
+        and answered the same."""
         now = now or self.clock.now()
-        planned = decision_ids(np.asarray(cols["customer_id"], dtype=object), cols["request_id"]).tolist()
+        out: list = [None] * len(reqs)
+        jobs = []  # (index, request id, columns, planned decision ids)
+        for k, req in enumerate(reqs):
+            unknown = req.unknown_actions(self.policy.actions)
+            if unknown:
+                field, bad = unknown[0]
+                out[k] = errors.invalid(field, f"unknown action(s) {bad}; the catalogue has {list(self.policy.actions)}")
+                continue
+            cols = req.columns()
+            cols["request_id"] = _row_request_ids(cols["customer_id"], req.request_id)
+            jobs.append((k, req.request_id, cols, []))
+        every = decision_ids(np.asarray([c for *_, cols, _ in jobs for c in cols["customer_id"]], dtype=object),
+                             [r for *_, cols, _ in jobs for r in cols["request_id"]]).tolist()
+        lo = 0
+        for *_, cols, planned in jobs:
+            planned.extend(every[lo:lo + len(cols["customer_id"])])
+            lo += len(planned)
+        retried = [d for _, rid, _, planned in jobs if rid is not None for d in planned]
         try:
-            done = self.history.answered(planned) if req.request_id is not None else {}
+            done = self.history.answered(retried) if retried else {}
         except HistoryUnavailable:
-            raise errors.unavailable("the decision log") from None
-        todo = [i for i, d in enumerate(planned) if d not in done]
-        fresh, shadow = self._decide_fresh({k: [v[i] for i in todo] for k, v in cols.items()}, now) if todo \
-            else ([], [])
+            return self._all_failed(out, jobs, errors.unavailable("the decision log"))
+        row_of: dict[str, int] = {}  # planned decision id -> its row among the fresh ones
+        merged: dict[str, list] = {}
+        request_ids: list[str | None] = []
+        for _, rid, cols, planned in jobs:
+            for i, d in enumerate(planned):
+                if d in done or d in row_of:
+                    continue
+                row_of[d] = len(request_ids)
+                request_ids.append(rid)
+                for name, values in cols.items():
+                    merged.setdefault(name, []).append(values[i])
+        fresh, shadow = self._decide_fresh(merged, now) if row_of else ([], [])
         texts = [json.dumps(r, separators=(",", ":")) for r in fresh]
         try:
-            self.history.log_decisions(fresh, texts, now.isoformat(), req.request_id, shadow)
+            self.history.log_decisions(fresh, texts, now.isoformat(), request_ids, shadow)
         except HistoryUnavailable:
-            raise errors.unavailable("the decision log") from None
-        by_row = dict(zip(todo, zip(fresh, texts)))
-        records, out = [], []
-        for i, d in enumerate(planned):
-            rec, text = by_row[i] if i in by_row else (json.loads(done[d]), done[d])
-            records.append(rec)
-            out.append(text)
-        return records, out
+            return self._all_failed(out, jobs, errors.unavailable("the decision log"))
+        for k, _, _, planned in jobs:
+            records, answered = [], []
+            for d in planned:
+                if d in row_of:
+                    records.append(fresh[row_of[d]])
+                    answered.append(texts[row_of[d]])
+                else:
+                    records.append(json.loads(done[d]))
+                    answered.append(done[d])
+            out[k] = (records, answered)
+        return out
+
+    @staticmethod
+    def _all_failed(out: list, jobs: list, error: errors.ApiError) -> list:
+        for k, *_ in jobs:
+            out[k] = error
+        return out
 
     def _decide_fresh(self, cols: dict, now: datetime) -> tuple[list[dict], list[dict]]:
         """The live decisions, and the challenger's would-be decisions when a shadow runs."""

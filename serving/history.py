@@ -55,10 +55,10 @@ class ContactHistory:
         self.db = SqliteFile(path, "decision log", HistoryUnavailable, sync, create=_create if create else None)
 
     def log_decisions(self, records: list[dict], texts: Sequence[str], decided_at: str,
-                      request_id: str | None, shadow: Sequence[dict] = ()) -> None:
-        """Commit a request's decisions (and the JSON each was answered with) in one transaction, with the
-        challenger's would-be decisions for the same customers when the service runs a shadow (``shadow``, keyed
-        by the live decision's id)."""
+                      request_id: str | None | Sequence[str | None], shadow: Sequence[dict] = ()) -> None:
+        """Commit decisions (and the JSON each was answered with) in one transaction, with the request id each
+        answered (one for all, or one per record), and the challenger's would-be decisions for the same customers
+        when the service runs a shadow (``shadow``, keyed by the live decision's id)."""
         with self.db.tx() as conn:
             conn.executemany(_INSERT, _rows(records, texts, decided_at, request_id))
             if shadow:
@@ -151,11 +151,13 @@ def _create(conn: sqlite3.Connection) -> None:
         conn.execute(_FEEDBACK_ONCE)
 
 
-def _rows(records: list[dict], texts: Sequence[str], decided_at: str, request_id: str | None) -> list[tuple]:
+def _rows(records: list[dict], texts: Sequence[str], decided_at: str,
+          request_id: str | None | Sequence[str | None]) -> list[tuple]:
     versions = json.dumps(records[0].get("model_versions") or {}) if records else "{}"
+    rids = [request_id] * len(records) if request_id is None or isinstance(request_id, str) else request_id
     return [(
-        r["decision_id"], r["customer_id"], decided_at, request_id, r["action"], r.get("channel"),
+        r["decision_id"], r["customer_id"], decided_at, rid, r["action"], r.get("channel"),
         r.get("send_at"), r.get("stage"), r.get("expected_value"), int(bool(r.get("control_group"))),
         r.get("holdout_action"), int(bool(r.get("cold_start"))), int(bool(r.get("fallback"))), versions, text,
         r.get("propensity"), int(bool(r.get("exploration"))),
-    ) for r, text in zip(records, texts)]
+    ) for r, text, rid in zip(records, texts, rids)]

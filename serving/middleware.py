@@ -9,12 +9,14 @@ In this order, for every request:
 3. **Bodies** of ``/next_action`` and ``/feedback``: ``application/json`` only (a missing
    Content-Type is read as JSON; anything else is a 415), at most ``serving.max_body_bytes`` (413),
    validated strictly against the models of ``serving.schemas`` (400 naming each field).
-   ``/next_action`` is then answered here, by the service's ``next_action`` called on the event loop:
+   ``/next_action`` is then answered here, on the event loop, by the service's ``next_actions``:
    BentoML's request handling around an API method (its context and response wrapping, the hop to a
    worker thread that then contends with the event loop for the GIL) cost more than the decision
-   itself - one worker served about twice the single-customer requests per second this way. A
-   worker's requests run one at a time either way (the GIL); ``serving.workers`` processes run in
-   parallel. ``/feedback`` (which may refresh a customer's online features from disk) goes on to
+   itself - one worker served about twice the single-customer requests per second this way. The
+   requests that arrive while a worker is deciding wait for it and are then decided together, in
+   one pass (``Batcher``): a lone request waits for nothing, and under load a worker pays the
+   fixed cost of a decision (feature read, scoring, policy, log commit) once per batch instead of
+   once per request. ``serving.workers`` processes run in parallel. ``/feedback`` (which may refresh a customer's online features from disk) goes on to
    BentoML's API method, with the validated request in the ASGI scope, so BentoML never parses,
    validates or logs a request body.
 4. ``/docs.json`` (built once, ``serving.openapi``), ``/metrics`` (labels from a fixed set of route
@@ -34,6 +36,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from http import HTTPStatus
 from typing import Callable
+
+import asyncio
 
 import anyio
 from pydantic import BaseModel, ValidationError
@@ -84,6 +88,9 @@ def metrics():
         "decisions": bentoml.metrics.Counter(
             name="nextbest_decisions", documentation="decisions by action and channel",
             labelnames=["action", "channel"]),
+        "batch": bentoml.metrics.Histogram(
+            name="nextbest_batch_requests", documentation="/next_action requests decided together in one pass",
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128)),
         "feedback": bentoml.metrics.Counter(
             name="nextbest_feedback", documentation="feedback events recorded (retries excluded)",
             labelnames=["event"]),
@@ -107,16 +114,76 @@ def validation_error(e: ValidationError) -> ApiError:
     return ApiError(HTTPStatus.BAD_REQUEST, "invalid_request", f"{first_field}: {first_msg}{more}", details)
 
 
+Answer = tuple[int, bytes]  # status and JSON body
+
+
+class Batcher:
+    """Decides the ``/next_action`` requests of one worker on its event loop, together when they arrive together.
+
+    A request joins the queue; the first one schedules a flush for the loop's next turn. The requests read from
+    the sockets in the same turn reach the queue a few turns later (BentoML's middlewares await in between), so
+    the flush waits turn by turn while the queue still grows (at most ``MAX_TURNS``; each turn with nothing else
+    to do costs microseconds, so a lone request hardly waits). A flush decides the queue in batches of at most
+    ``max_customers`` customers (one call of ``decide_many``); requests that arrive meanwhile wait for the next
+    flush. Should a batch fail unexpectedly, each of its requests is decided alone, so only the one at fault
+    gets the 500."""
+
+    MAX_TURNS = 8
+
+    def __init__(self, decide_many: Callable[[list[NextActionRequest]], list[Answer]], max_customers: int):
+        self.decide_many, self.max_customers = decide_many, max_customers
+        self.queue: list[tuple[NextActionRequest, int, asyncio.Future]] = []
+        self.scheduled = False
+
+    async def __call__(self, req: NextActionRequest) -> Answer:
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        self.queue.append((req, len(req.ids()), future))
+        if not self.scheduled:
+            self.scheduled = True
+            loop.call_soon(self.flush, loop, 1, len(self.queue))
+        return await future
+
+    def flush(self, loop: asyncio.AbstractEventLoop, turn: int, seen: int) -> None:
+        if len(self.queue) > seen and turn < self.MAX_TURNS:  # still growing: let the others arrive
+            loop.call_soon(self.flush, loop, turn + 1, len(self.queue))
+            return
+        self.scheduled = False
+        while self.queue:
+            batch, customers = [], 0
+            while self.queue and (not batch or customers + self.queue[0][1] <= self.max_customers):
+                item = self.queue.pop(0)
+                batch.append(item)
+                customers += item[1]
+            self._decide([req for req, _, _ in batch], [f for _, _, f in batch])
+
+    def _decide(self, reqs: list[NextActionRequest], futures: list[asyncio.Future]) -> None:
+        metrics()["batch"].observe(len(reqs))
+        try:
+            answers = self.decide_many(reqs)
+        except Exception as e:
+            if len(reqs) > 1:
+                for req, future in zip(reqs, futures):
+                    self._decide([req], [future])
+                return
+            if not futures[0].done():
+                futures[0].set_exception(e)
+            return
+        for future, answer in zip(futures, answers):
+            if not future.done():  # a client that went away cancelled its wait; its decisions stay logged
+                future.set_result(answer)
+
+
 class Door:
     """What the front door needs, built once by the service at start (settings read once, passed in)."""
 
     def __init__(self, token: str | None, max_body: int, max_customers: int, document: dict,
-                 health: Callable[[], dict], next_action: Callable[[NextActionRequest], tuple[int, bytes]]):
+                 health: Callable[[], dict], next_actions: Callable[[list[NextActionRequest]], list[Answer]]):
         self.token = token.encode() if token else None
         self.max_body, self.max_customers = max_body, max_customers
         self.document = json.dumps(document).encode()
         self.health = health
-        self.next_action = next_action  # validated request -> (status, JSON body)
+        self.next_action = Batcher(next_actions, max_customers)  # validated request -> (status, JSON body)
 
     def authorised(self, scope) -> bool:
         import hmac
@@ -267,7 +334,7 @@ class FrontDoor:
         body = await read_body(receive, door.max_body)
         req = door.check_body(route, body)
         if route.name == "next_action":  # answered here, on the event loop (see the module docstring)
-            status, payload = door.next_action(req)
+            status, payload = await door.next_action(req)
             return await respond(send, status, payload)
         # hand the validated request on; BentoML gets an empty JSON object to parse
         inner = dict(scope, headers=[(k, v) for k, v in scope["headers"]

@@ -1,7 +1,7 @@
 """The BentoML service journey engines call: `POST /next_action`, `POST /feedback`.
 
 Run it with `nextbest serve` (``serving.workers`` processes) or `bentoml serve serving.service:NextBest`.
-`/next_action` is answered by the front door with :meth:`NextBest.next_action`; `/feedback` by the BentoML API
+`/next_action` is answered by the front door with :meth:`NextBest.next_actions`; `/feedback` by the BentoML API
 method below. Settings, the online feature store, the pressure store, the decision log, the @champion boosters and
 the compiled policy are loaded once, when a worker starts. Every request first passes the front door
 (``serving.middleware``): auth, routes, strict body validation, one error shape, docs and metrics.
@@ -51,7 +51,7 @@ class NextBest:
         sv = settings.serving
         self.engine = Engine(settings)
         self.door = Door(sv.auth_token, sv.max_body_bytes, sv.max_customers_per_request,
-                         openapi_document(settings), self.engine.health, self.next_action)
+                         openapi_document(settings), self.engine.health, self.next_actions)
         gc.collect()
         gc.freeze()  # models, store and policy live for the whole process: keep them out of every GC pass
         log.info("nextbest ready: %s", self.engine.checks())
@@ -59,21 +59,25 @@ class NextBest:
     def __is_ready__(self) -> bool:
         return all(v == "ok" for v in self.engine.checks().values())
 
-    def next_action(self, req) -> tuple[int, bytes]:
+    def next_actions(self, reqs: list) -> list[tuple[int, bytes]]:
         """Which action, on which channel, at what time - or nothing - for each customer, and why: the status and
-        JSON body answered to ``POST /next_action`` (by the front door itself, see ``serving.middleware``)."""
+        JSON body answered to each of several ``POST /next_action`` requests decided together (by the front
+        door itself, see ``serving.middleware``)."""
         from serving.errors import ApiError
         from serving.middleware import metrics
 
-        try:
-            records, texts = self.engine.answer(req)
-        except ApiError as e:
-            return e.status, json.dumps(e.body()).encode()
         counter = metrics()["decisions"]
-        for r in records:
-            counter.labels(action=r["action"], channel=r["channel"] or "none").inc()
-        body = '{"request_id":' + json.dumps(req.request_id) + ',"decisions":[' + ",".join(texts) + "]}"
-        return 200, body.encode()  # each decision serialised once
+        out = []
+        for req, res in zip(reqs, self.engine.answer_many(reqs)):
+            if isinstance(res, ApiError):
+                out.append((res.status, json.dumps(res.body()).encode()))
+                continue
+            records, texts = res
+            for r in records:
+                counter.labels(action=r["action"], channel=r["channel"] or "none").inc()
+            body = '{"request_id":' + json.dumps(req.request_id) + ',"decisions":[' + ",".join(texts) + "]}"
+            out.append((200, body.encode()))  # each decision serialised once
+        return out
 
     @bentoml.api(route="/feedback")
     def feedback(self, ctx: bentoml.Context) -> dict:

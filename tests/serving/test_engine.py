@@ -3,6 +3,7 @@ missing one, no send recommended while contact pressure cannot be reserved, heal
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timezone
 
 import numpy as np
@@ -97,3 +98,32 @@ def test_a_retried_request_is_answered_from_the_log(parts):
     twice = e.decide(NextActionRequest(customers=[{"customer_id": "z"}, {"customer_id": "z"}], request_id="dup"))
     assert twice[0]["decision_id"] != twice[1]["decision_id"]  # a customer listed twice: two decisions
     assert (twice[0]["action"], twice[0]["channel"]) != (twice[1]["action"], twice[1]["channel"])
+
+
+def test_requests_decided_together_are_answered_as_each_would_be_alone(parts, tmp_path):
+    s, pressure, history = parts
+    together = engine(s, pressure, history, online=ActiveCustomers(s.actions))
+    (tmp_path / "alone").mkdir()
+    alone_history = ContactHistory(tmp_path / "alone" / "history.db")
+    alone = engine(s, SqlitePressure(tmp_path / "alone" / "pressure.db", pressure.limits, create=True), alone_history,
+                   online=ActiveCustomers(s.actions))
+    reqs = [NextActionRequest(customer_ids=["a", "b"], request_id="r1"),
+            NextActionRequest(customer_ids=["c"], context={"restrict_actions": ["free_money"]}),
+            NextActionRequest(customers=[{"customer_id": "d", "context": {"trigger_event": "cart_abandoned"}}],
+                              request_id="r3"),
+            NextActionRequest(customer_ids=["e"]),
+            NextActionRequest(customer_ids=["a", "b"], request_id="r1")]  # a retry racing its original
+    answers = together.answer_many(reqs, NOW)
+    assert isinstance(answers[1], ApiError) and answers[1].status == 400
+    assert answers[1].message.startswith("context.restrict_actions: unknown action(s) ['free_money']")
+    for k in (0, 2):
+        records, texts = answers[k]
+        assert records == alone.decide(reqs[k], NOW)
+        assert [json.loads(t) for t in texts] == records
+    assert answers[3][0][0]["customer_id"] == "e" and answers[3][0][0]["action"] != NO_ACTION
+    assert answers[4] == answers[0]  # the retry gets the very same decisions
+    log = history.decisions_frame().set_index("decision_id")
+    assert len(log) == 4  # a, b, d, e: each decided and logged once
+    assert log.loc[answers[0][0][0]["decision_id"], "request_id"] == "r1"
+    assert log.loc[answers[2][0][0]["decision_id"], "request_id"] == "r3"
+    assert log.loc[answers[3][0][0]["decision_id"], "request_id"] is None
