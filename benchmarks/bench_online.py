@@ -374,15 +374,17 @@ def markdown(res: dict, info: dict, cmd: str) -> str:
         "## Where a request's time goes (in process, no HTTP)",
         "",
         *md_table(["customers", "online read (ms)", "scores (ms)", "policy (ms)", "to_records (ms)",
-                   "history queue (ms)", "json.dumps (ms)", "total p50 (ms)", "total p99 (ms)"], [
+                   "decision log commit (ms)", "json.dumps (ms)", "total p50 (ms)", "total p99 (ms)"], [
             [str(b["customers"]), *(f"{b[k]:.2f}" for k in ("features", "scores", "policy", "records", "history",
                                                                 "json", "total", "total_p99"))]
             for b in res.get("breakdown", [])]),
         "",
         "Medians of each stage of `Engine.decide`'s path called directly (`OnlineFeatures.read`, `Scorer.score`, "
         "the rest of `decide_arrays`, `Decisions.to_records`, `ContactHistory.log_decisions`, then the response "
-        "encoded with `json.dumps`); `total` is the whole sequence timed per request, so it also holds the GIL waits on the contact-history writer thread. The gap between it and the HTTP p50 above is BentoML's request "
-        "handling (input validation, middlewares, the worker-thread hop) and the HTTP round trip.",
+        "encoded with `json.dumps`), one request at a time; `total` is the whole sequence timed per request. It leaves out "
+        "the contact-pressure round trip (see `durability.md`). The gap between it and the HTTP p50 above is the HTTP "
+        "server, BentoML's middlewares, the front door's validation and the round trip; under concurrent load a "
+        "worker decides the requests that arrived meanwhile together, in one pass.",
         "",
         f"- Decisions agree on {res['agreement']['same_action'] * 100:.1f}% of actions "
         f"({res['agreement']['same_action_and_channel'] * 100:.1f}% action and channel) for the same "
@@ -391,8 +393,9 @@ def markdown(res: dict, info: dict, cmd: str) -> str:
         + (f"{res['plain_materialize_s']:.0f} s for {res['world']['customers']:,} customers "
            f"({res['plain_materialize_s'] / res['world']['customers'] * 1000:.1f} s per 1k)."
            if res.get("plain_materialize_s") else "already done in the scratch copy (not timed in this run)."),
-        "- nextbest: `bentoml serve serving.service:NextBest` (1 worker, access log off); each request also "
-        "writes its decisions to the SQLite contact history. naive: `benchmarks/naive_service.py` "
+        f"- nextbest: `bentoml serve serving.service:NextBest` ({res.get('workers', 1)} worker(s), access log off); "
+        "each request also reserves its sends in the SQLite pressure store and "
+        "commits its decisions to the SQLite decision log. naive: `benchmarks/naive_service.py` "
         "(BentoML defaults, access log on; no contact history).",
         f"- Request counts: 1 client: {res['plan']['n1_1']} requests of 1 customer, {res['plan']['n100_1']} of 100; "
         f"8 clients: {res['plan']['n1_8']} / {res['plan']['n100_8']} in total; a block stops after "
@@ -408,7 +411,8 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="about a fifth of the requests, one repeat")
     ap.add_argument("--max-block-s", type=float, default=20.0, help="stop a block after this many seconds")
     ap.add_argument("--name", default="online")
-    ap.add_argument("--workers", type=int, default=1, help="worker processes of the nextbest server")
+    ap.add_argument("--workers", type=int, default=min(os.cpu_count() or 1, 4),
+                    help="worker processes of the nextbest server (default: as serving.workers: auto, one per core)")
     ap.add_argument("--breakdown-only", action="store_true",
                     help="only redo the in-process breakdown and merge it into the existing results/<name>.json")
     a = ap.parse_args()
