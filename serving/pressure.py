@@ -153,6 +153,7 @@ class Overlay:
               actions: Sequence[str]) -> None:
         """Add the counting contacts to the pressure columns of ``X`` (rows in ``ids`` order), in place."""
         for i, cid in enumerate(ids):
+            row = X[i]
             for x in self.contacts.get(cid, ()):
                 if not x.counts(now_ms, self.watermark):
                     continue
@@ -160,11 +161,12 @@ class Overlay:
                     if x.in_window(now_ms, w):
                         for name in (f"sent_{w}d_{x.channel}", f"sent_{w}d_total"):
                             j = index[name]
-                            X[i, j] = np.nan_to_num(X[i, j]) + 1
+                            v = float(row[j])
+                            row[j] = 1.0 if math.isnan(v) else v + 1.0
                 if x.action in actions:
                     j = index[f"days_since_action_{x.action}"]
-                    d = x.days_ago(now_ms)
-                    X[i, j] = d if not np.isfinite(X[i, j]) else min(float(X[i, j]), d)
+                    d, v = x.days_ago(now_ms), float(row[j])
+                    row[j] = d if not math.isfinite(v) else min(v, d)
 
 
 class PressureStore:
