@@ -423,11 +423,15 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="about a fifth of the requests, one repeat")
     ap.add_argument("--max-block-s", type=float, default=20.0, help="stop a block after this many seconds")
     ap.add_argument("--name", default="online")
-    ap.add_argument("--workers", type=int, default=min(os.cpu_count() or 1, 4),
-                    help="worker processes of the nextbest server (default: as serving.workers: auto, one per core)")
+    ap.add_argument("--workers", type=int, default=None,
+                    help="worker processes of the nextbest server (default: serving.workers: auto)")
     ap.add_argument("--breakdown-only", action="store_true",
                     help="only redo the in-process breakdown and merge it into the existing results/<name>.json")
     a = ap.parse_args()
+    if a.workers is None:
+        from nextbest.settings import Serving
+
+        a.workers = Serving().worker_count
     if a.breakdown_only:
         from _common import RESULTS
 

@@ -160,7 +160,8 @@ class Serving(_Strict):
     exploration_share: float = Field(0.05, ge=0.0, lt=1.0)
     access_log: bool = False
     shadow: bool = False  # the registry's @challenger also decides on live requests; logged, never acted on
-    # worker processes; they share the pressure store and the decision log; auto = one per core, at most 4
+    # worker processes; they share the pressure store and the decision log; auto = one per core but one (a
+    # worker decides concurrent requests together and keeps its core busy), at least 1, at most 4
     workers: int | Literal["auto"] = "auto"
     reservation_hold_minutes: int = Field(120, ge=1, le=7 * 24 * 60)  # a send's capacity is held until send_at + this
     reservation_retries: int = Field(2, ge=0, le=5)  # re-decisions of a customer whose reservation lost a race
@@ -180,8 +181,8 @@ class Serving(_Strict):
 
     @property
     def worker_count(self) -> int:
-        """The worker processes to start: ``workers``, or one per core (at most 4) when auto."""
-        return min(os.cpu_count() or 1, 4) if self.workers == "auto" else int(self.workers)
+        """The worker processes to start: ``workers``, or one per core but one (at least 1, at most 4) when auto."""
+        return min(max((os.cpu_count() or 1) - 1, 1), 4) if self.workers == "auto" else int(self.workers)
 
     @field_validator("clock", mode="before")
     @classmethod

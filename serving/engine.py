@@ -225,9 +225,9 @@ class Engine:
         transaction): for each, its decisions and their JSON text, or the error it is answered with.
 
         Each request gets what it would get alone at the same time of the call: the policy decides each row on
-        its own (the control group and exploration draw on the row's own request id), the reservations are made
-        one by one in request order, and a request id seen twice (a retry racing its original) is decided once
-        and answered the same."""
+        its own (the control group and exploration draw on the row's own request id), the sends are reserved in
+        request order (a later request's customer who lost a race is decided again, as between two calls), and
+        a request id seen twice (a retry racing its original) is decided once and answered the same."""
         now = now or self.clock.now()
         out: list = [None] * len(reqs)
         jobs = []  # (index, request id, columns, planned decision ids)

@@ -16,9 +16,9 @@ In this order, for every request:
    requests that arrive while a worker is deciding wait for it and are then decided together, in
    one pass (``Batcher``): a lone request waits for nothing, and under load a worker pays the
    fixed cost of a decision (feature read, scoring, policy, log commit) once per batch instead of
-   once per request. ``serving.workers`` processes run in parallel. ``/feedback`` (which may refresh a customer's online features from disk) goes on to
-   BentoML's API method, with the validated request in the ASGI scope, so BentoML never parses,
-   validates or logs a request body.
+   once per request. ``serving.workers`` processes run in parallel. ``/feedback`` (which may
+   refresh a customer's online features from disk) goes on to BentoML's API method, with the
+   validated request in the ASGI scope, so BentoML never parses, validates or logs a request body.
 4. ``/docs.json`` (built once, ``serving.openapi``), ``/metrics`` (labels from a fixed set of route
    names, methods and status codes: no path, id or other customer data) and ``/health`` are
    answered here.
@@ -29,6 +29,7 @@ at any level carries a request's content.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -36,8 +37,6 @@ from dataclasses import dataclass
 from functools import lru_cache
 from http import HTTPStatus
 from typing import Callable
-
-import asyncio
 
 import anyio
 from pydantic import BaseModel, ValidationError

@@ -36,14 +36,14 @@ def test_the_server_gets_the_configured_worker_count():
     assert env["NEXTBEST_CONFIG_DIR"] == str(s.config_dir)
 
 
-def test_auto_starts_one_worker_per_core_at_most_four(monkeypatch):
+def test_auto_starts_one_worker_per_core_but_one_at_least_one_at_most_four(monkeypatch):
     import json
 
     from nextbest.settings import DEFAULT_CONFIG_DIR, SettingsError, load_settings
 
     s = load_settings(DEFAULT_CONFIG_DIR, environ={})
     assert s.serving.workers == "auto"
-    for cores, expected in ((2, 2), (1, 1), (16, 4)):
+    for cores, expected in ((2, 1), (1, 1), (3, 2), (16, 4)):
         monkeypatch.setattr("os.cpu_count", lambda: cores)
         assert json.loads(server_env(s, environ={})["BENTOML_CONFIG_OVERRIDES"]) == {
             "services": {"nextbest": {"workers": expected}}}
