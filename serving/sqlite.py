@@ -68,7 +68,10 @@ class SqliteFile:
 
     def _checkpoint_loop(self) -> None:
         conn = None
-        while not self._stop.wait(CHECKPOINT_EVERY_S):
+        while not self._stop.is_set():
+            time.sleep(CHECKPOINT_EVERY_S)  # a relative sleep: no deadline read from a clock that may be shifted
+            if self._stop.is_set():
+                break
             try:
                 if conn is None:
                     conn = self._open(timeout=1)
