@@ -56,8 +56,9 @@ def bench_log(root: Path, repeats: int) -> list[list]:
     for sync, in_commit in (("normal", False), ("normal", True), ("full", False)):
         hist = ContactHistory(root / f"history-{sync}-{in_commit}.db", sync=sync)
         if in_commit:  # the baseline: no background checkpoints, SQLite's automatic one inside commits
+            conn = hist.db.conn()  # opening the connection starts the checkpoint thread: stop it after
             hist.db._stop.set()
-            hist.db.conn().execute("PRAGMA wal_autocheckpoint=1000")
+            conn.execute("PRAGMA wal_autocheckpoint=1000")
         what = f"decision log commit, synchronous={sync}" + (", checkpoints inside commits (baseline)" if in_commit
                                                              else "")
         for n in (1, 100, 500):
