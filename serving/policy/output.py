@@ -29,7 +29,7 @@ def _format_uuids(raw: bytes, version: int) -> np.ndarray:
     return out.view("S36").ravel().astype("U36")
 
 
-def decision_ids(customer_ids: np.ndarray, request_id: str | np.ndarray | None) -> np.ndarray:
+def decision_ids(customer_ids: np.ndarray, request_id: str | Sequence[str | None] | None) -> np.ndarray:
     """Decision ids: a UUID (version 8) from blake2b(f"{request_id}:{customer_id}", digest_size=16)
     when a request id is given, so a retried request gets the same ids; a random UUID4 otherwise."""
     n = len(customer_ids)
