@@ -52,13 +52,34 @@ def option_inputs(action_code, channel_code, p_response, p_activation, p_churn) 
     return out
 
 
+class EffectInputs:
+    """The effect model's input layout, resolved once: customer features by name from the columns `index` of a
+    feature matrix, then the OPTION_INPUTS, in the model's own feature order (`model_features`)."""
+
+    def __init__(self, model_features, index: dict[str, int]):
+        feats = list(model_features)
+        self.width = len(feats)
+        at_x = [k for k, f in enumerate(feats) if f not in OPTION_INPUTS]
+        self._at_x, self._cols_x = np.array(at_x, np.int64), np.array([index[feats[k]] for k in at_x], np.int64)
+        at_opt = [k for k, f in enumerate(feats) if f in OPTION_INPUTS]
+        self._at_opt = np.array(at_opt, np.int64)
+        self._cols_opt = np.array([OPTION_INPUTS.index(feats[k]) for k in at_opt], np.int64)
+
+    def __call__(self, X: np.ndarray, action_code, channel_code, p_response, p_activation, p_churn) -> np.ndarray:
+        """[n, width] float32 for n options, one per row of `X`."""
+        out = np.empty((len(X), self.width), np.float32)
+        if len(self._at_x):
+            out[:, self._at_x] = X[:, self._cols_x]
+        if len(self._at_opt):
+            opt = option_inputs(action_code, channel_code, p_response, p_activation, p_churn)
+            out[:, self._at_opt] = opt[:, self._cols_opt]
+        return out
+
+
 def effect_matrix(model_features, X: np.ndarray, index: dict[str, int], action_code, channel_code, p_response,
                   p_activation, p_churn) -> np.ndarray:
-    """The effect model's inputs for n options, in the model's own feature order: customer features by name
-    from the rows of `X` (columns `index`), then the OPTION_INPUTS."""
-    opt = option_inputs(action_code, channel_code, p_response, p_activation, p_churn)
-    cols = [opt[:, OPTION_INPUTS.index(f)] if f in OPTION_INPUTS else X[:, index[f]] for f in model_features]
-    return np.column_stack(cols).astype(np.float32) if cols else np.zeros((len(X), 0), np.float32)
+    """The effect model's inputs for n options (:class:`EffectInputs`, laid out for this call)."""
+    return EffectInputs(model_features, index)(X, action_code, channel_code, p_response, p_activation, p_churn)
 
 
 def effect_scale(X: np.ndarray, index: dict[str, int], amount, default: float) -> np.ndarray:

@@ -12,7 +12,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from features.message import MESSAGE_INPUTS, OPTION_INPUTS, effect_matrix, effect_scale, message_inputs, message_stat_features
+from features.message import (
+    MESSAGE_INPUTS, OPTION_INPUTS, EffectInputs, effect_scale, message_inputs, message_stat_features,
+)
 from nextbest.vocabulary import CHAMPION, CHANNELS, EFFECT_MODEL, HEADS
 from serving.policy.common import DEFAULT_SEND_HOUR
 from serving.policy.compile import CompiledPolicy
@@ -34,9 +36,11 @@ class EffectIncrements:
     """The effect model's increments (currency, before cost) for one batch of customers: what the policy calls
     for the options it values (``serving.policy.rules.Increments``)."""
 
-    def __init__(self, model, X: np.ndarray, index: dict, min_assignments: int, n_jobs: int = 1):
+    def __init__(self, model, X: np.ndarray, index: dict, min_assignments: int, n_jobs: int = 1,
+                 layout: EffectInputs | None = None):
         c = model.contract
         self.head, self.X, self.index, self.n_jobs = model.head, X, index, n_jobs
+        self.layout = layout or EffectInputs(model.head.features, index)
         self._code = {a: i for i, a in enumerate(c["actions"])}
         # an action's increments are used once it had enough randomised sends (effects.min_assignments)
         self._learned = {a for a, n in c.get("assignments", {}).items() if n >= min_assignments}
@@ -46,19 +50,12 @@ class EffectIncrements:
     def learned(self, action: str) -> bool:
         return action in self._learned
 
-    def _inputs(self, rows, action, channel, p_response, p_activation, p_churn, hour):
-        X = self.X[rows]
-        inputs = effect_matrix(self.head.features, X, self.index, self._code[action], channel, p_response,
-                               p_activation, p_churn)
-        return inputs, effect_scale(X, self.index, np.full(len(rows), action in self._scaled), self._default)
-
     def __call__(self, rows, action, channel, p_response, p_activation, p_churn, hour):
-        inputs, scale = self._inputs(rows, action, channel, p_response, p_activation, p_churn, hour)
-        return self.head.predict(inputs, self.n_jobs) * scale
+        return self.many([(rows, action, channel, p_response, p_activation, p_churn, hour)])[0]
 
     def many(self, calls: list[tuple]) -> list[np.ndarray]:
         """The increments of several options (each a ``__call__``'s arguments) from one model evaluation: a
-        request's options are valued together, not one small prediction per (action, channel)."""
+        request's options are laid out and valued together, not one small prediction per (action, channel)."""
         out: list[np.ndarray] = []
         start = 0
         while start < len(calls):  # batches of at most MANY_ROWS rows bound the memory on large batches
@@ -66,12 +63,22 @@ class EffectIncrements:
             while stop < len(calls) and (stop == start or rows + len(calls[stop][0]) <= MANY_ROWS):
                 rows += len(calls[stop][0])
                 stop += 1
-            parts = [self._inputs(*call) for call in calls[start:stop]]
-            pred = self.head.predict(np.vstack([p[0] for p in parts]), self.n_jobs)
-            ends = np.cumsum([len(p[0]) for p in parts])
-            out += [pred[e - len(p[0]):e] * p[1] for p, e in zip(parts, ends)]
+            out += self._batch(calls[start:stop])
             start = stop
         return out
+
+    def _batch(self, calls: list[tuple]) -> list[np.ndarray]:
+        sizes = [len(c[0]) for c in calls]
+        rows = np.concatenate([np.asarray(c[0], np.int64) for c in calls])
+        per_row = [np.concatenate([np.broadcast_to(np.asarray(c[k], np.float32), (m,)) for c, m in zip(calls, sizes)])
+                   for k in (3, 4, 5)]  # p_response, p_activation, p_churn
+        action = np.repeat([self._code[c[1]] for c in calls], sizes)
+        channel = np.repeat([c[2] for c in calls], sizes)
+        X = self.X[rows]
+        inputs = self.layout(X, action, channel, *per_row)
+        amount = np.repeat([c[1] in self._scaled for c in calls], sizes)
+        pred = self.head.predict(inputs, self.n_jobs) * effect_scale(X, self.index, amount, self._default)
+        return np.split(pred, np.cumsum(sizes)[:-1])
 
 
 @dataclass
@@ -87,6 +94,7 @@ class Scorer:
     _msg: np.ndarray | None = None
     _stat_cols: np.ndarray | None = None
     _stat_index: dict = field(default_factory=dict)
+    _effect_layout: EffectInputs | None = None
     n_jobs: int = 1  # threads per prediction: 1 online (small batches), more for batch scoring
     min_assignments: int = 1  # randomised sends an action needs before its learned increments are used
     compiled: dict | None = None  # head -> compiled trees in use (None until compilation finished)
@@ -100,6 +108,8 @@ class Scorer:
                                                   f"feature service does not supply: {missing[:5]}")
                 log.error("refusing model: %s", self.unavailable[EFFECT_MODEL])
                 self.effect = None
+            else:
+                self._effect_layout = EffectInputs(self.effect.head.features, index)
         for head, m in list(self.models.items()):
             wanted = [f for f in m.head.features if f not in MESSAGE_INPUTS]
             missing = [f for f in wanted if f not in index]
@@ -162,7 +172,7 @@ class Scorer:
     def increments(self, X: np.ndarray) -> EffectIncrements | None:
         """The effect model bound to the rows of X (None without an effect model: the catalogue's priors)."""
         return None if self.effect is None else EffectIncrements(self.effect, X, self._index, self.min_assignments,
-                                                                 self.n_jobs)
+                                                                 self.n_jobs, self._effect_layout)
 
     def score(self, X: np.ndarray, policy: CompiledPolicy | None = None, channels: np.ndarray | None = None) -> Scores:
         """Scores for the rows of X; the channel head is asked at the hour the policy would send at
