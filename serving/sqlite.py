@@ -5,7 +5,14 @@ it disappears, one connection per thread, write transactions under ``BEGIN IMMED
 Checkpoints (copying the write-ahead log into the database file, with an fsync) run on a background thread
 of each process that writes, every ``CHECKPOINT_EVERY_S`` seconds, never inside a commit: SQLite's automatic
 checkpoint would otherwise stall one request in every few hundred by tens of milliseconds. A commit in WAL mode
-survives ``kill -9`` before it is checkpointed; the log is kept to ``WAL_LIMIT_BYTES`` after each checkpoint."""
+survives ``kill -9`` before it is checkpointed.
+
+The log starts afresh only when a commit finds it entirely copied; under sustained writes a commit lands
+during every copy, and the log would grow without bound (gigabytes a minute at full load), as would the time a
+restart after a crash takes to read it. So once the log passes ``wal_limit_bytes``, the thread copies what came
+in meanwhile until a copy finds little left, then the rest while holding writers back (a ``RESTART`` checkpoint,
+about a millisecond), and the next commit starts the log again. The file is cut back to four times that size
+when it restarts past it (cutting it costs the commit that does it, so it is not cut at every restart)."""
 
 from __future__ import annotations
 
@@ -19,14 +26,16 @@ from typing import Callable, Iterator
 
 CHECKPOINT_EVERY_S = 0.5
 WAL_LIMIT_BYTES = 64 * 1024 * 1024
+RESTART_TRIES, RESTART_RETRY_S, RESTART_WHEN_S = 200, 0.0005, 0.002
 
 
 class SqliteFile:
     def __init__(self, path: Path | str, what: str, unavailable: type[Exception], sync: str = "normal",
-                 create: Callable[[sqlite3.Connection], None] | None = None):
+                 create: Callable[[sqlite3.Connection], None] | None = None, wal_limit_bytes: int = WAL_LIMIT_BYTES):
         """``what`` names the file in errors; ``unavailable`` is raised when it cannot be used;
         ``create`` (given at service start) creates it if needed and brings its schema up to date."""
         self.path, self.what, self.unavailable, self.sync = Path(path), what, unavailable, sync.upper()
+        self.wal_limit_bytes = wal_limit_bytes
         if create is not None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             with contextlib.closing(sqlite3.connect(self.path, isolation_level=None, timeout=30)) as c:
@@ -53,7 +62,7 @@ class SqliteFile:
             conn = self._open(timeout=30)
             conn.execute(f"PRAGMA synchronous={self.sync}")
             conn.execute("PRAGMA wal_autocheckpoint=0")  # the background thread checkpoints (module docstring)
-            conn.execute(f"PRAGMA journal_size_limit={WAL_LIMIT_BYTES}")
+            conn.execute(f"PRAGMA journal_size_limit={4 * self.wal_limit_bytes}")
             self._local.conn = conn
             self._start_checkpointer()
         return conn
@@ -67,15 +76,16 @@ class SqliteFile:
                 self._checkpointer.start()
 
     def _checkpoint_loop(self) -> None:
-        conn = None
+        conn, page = None, 0
         while not self._stop.is_set():
             time.sleep(CHECKPOINT_EVERY_S)  # a relative sleep: no deadline read from a clock that may be shifted
             if self._stop.is_set():
                 break
             try:
                 if conn is None:
-                    conn = self._open(timeout=1)
-                conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()  # never waits for readers or writers
+                    conn = self._open(timeout=0)  # the loop never waits on SQLite's busy handler (_checkpoint)
+                    page = conn.execute("PRAGMA page_size").fetchone()[0]
+                self._checkpoint(conn, page)
             except Exception:  # a missing or locked file: the requests report it; try again later
                 if conn is not None:
                     conn.close()
@@ -83,6 +93,22 @@ class SqliteFile:
                 time.sleep(CHECKPOINT_EVERY_S)
         if conn is not None:
             conn.close()
+
+    def _checkpoint(self, conn: sqlite3.Connection, page: int) -> None:
+        """Copy the log into the database without waiting for anyone; past the limit, copy what came in meanwhile
+        until little is left, then the rest holding writers back (module docstring)."""
+        _, frames, _ = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        if frames * page <= self.wal_limit_bytes:
+            return
+        for attempt in range(RESTART_TRIES):
+            t0 = time.perf_counter()
+            conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()  # what came in meanwhile, not waiting
+            # little was left (or writers never pause): finish it, holding writers back
+            if time.perf_counter() - t0 < RESTART_WHEN_S or attempt >= RESTART_TRIES // 2:
+                busy, _, _ = conn.execute("PRAGMA wal_checkpoint(RESTART)").fetchone()
+                if not busy:
+                    return
+            time.sleep(RESTART_RETRY_S)
 
     @contextlib.contextmanager
     def guard(self) -> Iterator[None]:

@@ -44,3 +44,29 @@ def test_commits_leave_checkpoints_to_the_background_which_folds_the_log_into_th
             assert conn.execute("SELECT COUNT(*) FROM t").fetchone()[0] == 1500
     finally:
         f.close()
+
+
+def test_the_log_stays_bounded_while_writes_never_pause(tmp_path, monkeypatch):
+    """A commit lands during every background copy, so the log is never found entirely copied by itself: past its
+    limit it is finished holding writers back, and starts afresh."""
+    import serving.sqlite
+
+    monkeypatch.setattr(serving.sqlite, "CHECKPOINT_EVERY_S", 0.1)
+    limit = 1024 * 1024
+    path = tmp_path / "log.db"
+    wal = tmp_path / "log.db-wal"
+    f = SqliteFile(path, "test log", Unavailable, create=lambda c: c.execute("CREATE TABLE t (k TEXT, v TEXT)"),
+                   wal_limit_bytes=limit)
+    try:
+        payload, largest = "x" * 4000, 0
+        for i in range(400):  # ~45 MB of log at most ~35 MB/s: several checkpoint intervals
+            with f.tx() as conn:
+                conn.executemany("INSERT INTO t VALUES (?, ?)", [(f"{i}-{k}", payload) for k in range(25)])
+            largest = max(largest, wal.stat().st_size)
+            time.sleep(0.003)
+        with f.tx() as conn:
+            assert conn.execute("SELECT COUNT(*) FROM t").fetchone()[0] == 10_000
+    finally:
+        f.close()
+    # without the restarts the log holds every commit (~45 MB); with them, 4 MB plus what a 0.1 s interval lets in
+    assert largest < 20 * limit, f"the log reached {largest / limit:.1f} MB"
