@@ -44,7 +44,7 @@ class NextBest:
     def __init__(self) -> None:
         from nextbest.settings import load_settings
         from serving.engine import Engine
-        from serving.middleware import Door
+        from serving.middleware import AUTOMATIC_GC, Door
         from serving.openapi import openapi_document
         from serving.run import die_with_parent
 
@@ -57,6 +57,7 @@ class NextBest:
                          openapi_document(settings), self.engine.health, self.next_actions)
         gc.collect()
         gc.freeze()  # models, store and policy live for the whole process: keep them out of every GC pass
+        gc.set_threshold(*AUTOMATIC_GC)  # collections run between requests (middleware.collect_between_requests)
         log.info("nextbest ready: %s", self.engine.checks())
 
     def __is_ready__(self) -> bool:

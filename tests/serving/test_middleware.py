@@ -96,3 +96,44 @@ def test_a_client_gone_before_its_answer_leaves_the_others_answered(n):
 
     assert asyncio.run(main()) == [(200, f"c{i}".encode()) for i in range(1, n + 1)]
     assert rec.batches == [[[f"c{i}"] for i in range(n + 1)]]  # its decisions were still made (and logged)
+
+
+def test_garbage_is_collected_between_batches_never_while_one_is_decided():
+    import gc
+
+    from serving.middleware import AUTOMATIC_GC, YOUNG
+
+    deciding = {"now": False}
+    during: list[bool] = []
+
+    def note(phase, info):
+        if phase == "start":
+            during.append(deciding["now"])
+
+    def decide_many(reqs):
+        deciding["now"] = True
+        try:
+            for _ in range(2 * YOUNG):  # cycles only a collection frees, enough for one
+                cycle: list = []
+                cycle.append(cycle)
+            return [(200, b"{}") for _ in reqs]
+        finally:
+            deciding["now"] = False
+
+    batcher = Batcher(decide_many, max_customers=100)
+
+    async def main():
+        for i in range(20):
+            await batcher(request(f"c{i}"))
+            await asyncio.sleep(0)  # the loop turn where the batcher collects
+
+    before = gc.get_threshold()
+    gc.set_threshold(*AUTOMATIC_GC)
+    gc.collect()  # counts from zero: what earlier tests allocated does not spill into the first batch
+    gc.callbacks.append(note)
+    try:
+        asyncio.run(main())
+    finally:
+        gc.callbacks.remove(note)
+        gc.set_threshold(*before)
+    assert during and not any(during)  # collections ran, all of them between batches
