@@ -22,17 +22,23 @@ def message_stat_features() -> list[str]:
     return [f"{s}_{c}" for s in MESSAGE_STATS for c in CHANNELS]
 
 
-def message_inputs(X: np.ndarray, index: dict[str, int], channel_code: np.ndarray, hour: np.ndarray) -> np.ndarray:
+def message_columns(index: dict[str, int]) -> np.ndarray:
+    """[len(MESSAGE_STATS), len(CHANNELS)]: the column of ``index`` holding each statistic on each channel."""
+    return np.array([[index[f"{m}_{c}"] for c in CHANNELS] for m in MESSAGE_STATS], np.int64)
+
+
+def message_inputs(X: np.ndarray, index: dict[str, int], channel_code: np.ndarray, hour: np.ndarray,
+                   columns: np.ndarray | None = None) -> np.ndarray:
     """[n, len(MESSAGE_INPUTS)]: channel code, local hour, and the customer's stats on that channel.
 
-    ``X`` holds customer features with column positions ``index`` (name -> column).
+    ``X`` holds customer features with column positions ``index`` (name -> column); ``columns``, when given, is
+    ``message_columns(index)`` computed once.
     """
     code = np.asarray(channel_code, dtype=np.int64)
+    table = message_columns(index) if columns is None else columns
     out = np.empty((len(X), len(MESSAGE_INPUTS)), np.float32)
     out[:, 0], out[:, 1] = code, hour
-    for k, m in enumerate(MESSAGE_STATS, start=2):
-        cols = np.array([index[f"{m}_{c}"] for c in CHANNELS])
-        out[:, k] = X[np.arange(len(X)), cols[code]]
+    out[:, 2:] = X[np.arange(len(X))[:, None], table[:, code].T]
     return out
 
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from features.message import (
-    MESSAGE_INPUTS, OPTION_INPUTS, EffectInputs, effect_scale, message_inputs, message_stat_features,
+    MESSAGE_INPUTS, OPTION_INPUTS, EffectInputs, effect_scale, message_columns, message_inputs, message_stat_features,
 )
 from nextbest.vocabulary import CHAMPION, CHANNELS, EFFECT_MODEL, HEADS
 from serving.policy.common import DEFAULT_SEND_HOUR
@@ -69,16 +69,19 @@ class EffectIncrements:
 
     def _batch(self, calls: list[tuple]) -> list[np.ndarray]:
         sizes = [len(c[0]) for c in calls]
-        rows = np.concatenate([np.asarray(c[0], np.int64) for c in calls])
-        per_row = [np.concatenate([np.broadcast_to(np.asarray(c[k], np.float32), (m,)) for c, m in zip(calls, sizes)])
-                   for k in (3, 4, 5)]  # p_response, p_activation, p_churn
+        one = len(calls) == 1
+        rows = np.asarray(calls[0][0], np.int64) if one else np.concatenate([c[0] for c in calls]).astype(np.int64)
+        # p_response, p_activation, p_churn: one value per row of each call
+        per_row = [np.asarray(calls[0][k] if one else np.concatenate([c[k] for c in calls]), np.float32)
+                   for k in (3, 4, 5)]
         action = np.repeat([self._code[c[1]] for c in calls], sizes)
         channel = np.repeat([c[2] for c in calls], sizes)
         X = self.X[rows]
         inputs = self.layout(X, action, channel, *per_row)
         amount = np.repeat([c[1] in self._scaled for c in calls], sizes)
         pred = self.head.predict(inputs, self.n_jobs) * effect_scale(X, self.index, amount, self._default)
-        return np.split(pred, np.cumsum(sizes)[:-1])
+        ends = np.cumsum(sizes).tolist()
+        return [pred[e - m:e] for e, m in zip(ends, sizes)]
 
 
 @dataclass
@@ -94,6 +97,7 @@ class Scorer:
     _msg: np.ndarray | None = None
     _stat_cols: np.ndarray | None = None
     _stat_index: dict = field(default_factory=dict)
+    _stat_table: np.ndarray | None = None
     _effect_layout: EffectInputs | None = None
     n_jobs: int = 1  # threads per prediction: 1 online (small batches), more for batch scoring
     min_assignments: int = 1  # randomised sends an action needs before its learned increments are used
@@ -126,6 +130,7 @@ class Scorer:
                 stats = message_stat_features()
                 self._stat_cols = np.array([index[f] for f in stats])
                 self._stat_index = {f: i for i, f in enumerate(stats)}
+                self._stat_table = message_columns(self._stat_index)
 
     @classmethod
     def from_registry(cls, settings, feature_names: list[str], compile: str = "background",
@@ -199,7 +204,8 @@ class Scorer:
             row, code = np.nonzero(ask)  # one row per (customer, channel) asked about
             p_response = np.full((n, k), np.nan, np.float32)
             if len(row):
-                extra = message_inputs(X[np.ix_(row, self._stat_cols)], self._stat_index, code, best_hour[row])
+                extra = message_inputs(X[np.ix_(row, self._stat_cols)], self._stat_index, code, best_hour[row],
+                                       self._stat_table)
                 inputs = np.hstack([X[np.ix_(row, self._cols["channel"])], extra[:, self._msg]])
                 p_response[row, code] = m.head.predict(inputs, self.n_jobs)
         return Scores(out["activation"], out["churn"], p_response, hour_dist)

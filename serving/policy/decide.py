@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Mapping
 
 import numpy as np
@@ -15,6 +16,7 @@ from serving.policy.compile import CompiledPolicy, compile_policy
 from serving.policy.inputs import DecisionInputs, _Columns
 from serving.policy.output import Decisions, decision_ids
 from serving.policy.rules import (
+    ChannelMask,
     _increments,
     _restriction_mask,
     activation_scores,
@@ -46,7 +48,8 @@ def decide(
     """
     pol = policy if isinstance(policy, CompiledPolicy) else compile_policy(policy)
     n = inputs.n
-    col = _Columns(inputs, pol)
+    early = _early_rules(inputs, pol)
+    col = early.col
     found = inputs.found
     unscored = np.zeros(n, bool) if inputs.scored is None else found & ~inputs.scored
     fb = np.zeros((n, len(FALLBACKS)), bool)
@@ -55,7 +58,7 @@ def decide(
 
     # 1. stage
     F = {name: k for k, name in enumerate(FALLBACKS)}
-    stage, fb[:, F["stage"]] = lifecycle_stage(col("stage_code"), found)
+    stage, fb[:, F["stage"]] = early.stage, early.stage_defaulted
     reasons[:, R["cold_start"]] = ~found
     reasons[np.arange(n), R["stage:registered"] + stage] = True
 
@@ -68,14 +71,14 @@ def decide(
     tz_codes, tz_names, fb[:, F["timezone"]] = _timezone_codes(inputs.timezones)
 
     # 3. candidate actions
-    restrict, restricted = _restriction_mask(inputs.restrict_actions, pol, n)
+    restrict, restricted = early.restrict, early.restricted
     cand, cooling = candidate_actions(pol, stage, col, p_churn, restrict)
     reasons[:, R["restricted"]] = restricted
     for a, name in enumerate(pol.actions):
         reasons[:, R[f"cooldown:{name}"]] = cooling[:, a]
 
     # 4. channels
-    ch = channel_mask(pol, col)
+    ch = early.channels
     for j, c in enumerate(CHANNELS):
         reasons[:, R[f"cap_reached:{c}"]] = ch.capped[:, j]
     reasons[:, R[pol.relay_code]] = ch.relayed & ch.contactable[:, pol.relay_channel]
@@ -189,12 +192,35 @@ def channels_to_score(inputs: DecisionInputs, policy: CompiledPolicy) -> np.ndar
     the rules alone (no consented open channel, every eligible action cooling down or capped...), so no tree
     is evaluated for them; the channel head is asked only about the channels marked."""
     n = inputs.n
-    col = _Columns(inputs, policy)
-    stage, _ = lifecycle_stage(col("stage_code"), inputs.found)
-    restrict, _ = _restriction_mask(inputs.restrict_actions, policy, n)
-    cand, _ = candidate_actions(policy, stage, col, np.full(n, np.inf, np.float32), restrict)
-    open_ = channel_mask(policy, col).open
+    early = _early_rules(inputs, policy)
+    cand, _ = candidate_actions(policy, early.stage, early.col, np.full(n, np.inf, np.float32), early.restrict)
+    open_ = early.channels.open
     return inputs.found[:, None] & (cand[:, :, None] & policy.allowed[None, :, :] & open_[:, None, :]).any(axis=1)
+
+
+@dataclass
+class _EarlyRules:
+    """The rules that read no model score, for one decision pass: computed once, for ``channels_to_score``
+    before the models run and for :func:`decide` after."""
+
+    policy: CompiledPolicy
+    col: _Columns
+    stage: np.ndarray
+    stage_defaulted: np.ndarray
+    restrict: np.ndarray | None
+    restricted: np.ndarray
+    channels: ChannelMask
+
+
+def _early_rules(inputs: DecisionInputs, policy: CompiledPolicy) -> _EarlyRules:
+    early = inputs.early
+    if early is None or early.policy is not policy:
+        col = _Columns(inputs, policy)
+        stage, defaulted = lifecycle_stage(col("stage_code"), inputs.found)
+        restrict, restricted = _restriction_mask(inputs.restrict_actions, policy, inputs.n)
+        early = inputs.early = _EarlyRules(policy, col, stage, defaulted, restrict, restricted,
+                                           channel_mask(policy, col))
+    return early
 
 
 class _Subset:

@@ -53,6 +53,8 @@ class DecisionInputs:
     # rows the model scores above were computed for (None: every row); the others had no option left, so no
     # model was asked and their scores stay NaN in the output without a fallback flag (``decide.channels_to_score``)
     scored: np.ndarray | None = None
+    # the rules that read no score, once computed for this pass (serving.policy.decide._early_rules)
+    early: object = None
 
     def __post_init__(self) -> None:
         ids = np.asarray(self.customer_ids, dtype=object)

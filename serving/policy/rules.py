@@ -230,12 +230,19 @@ def _values_of_actions(policy: CompiledPolicy, oks: dict[int, np.ndarray], p_res
     valued together."""
     out: dict[int, tuple[np.ndarray, bool]] = {}
     calls, targets = [], []
-    for a, ok in oks.items():
+    if not oks:
+        return out
+    actions = list(oks)
+    n_channels = next(iter(oks.values())).shape
+    open_anywhere = np.stack([oks[a] for a in actions]).any(axis=1).tolist()  # [A][C]: someone has the option
+    nothing = np.full(n_channels, -np.inf, np.float32)  # shared by the actions nobody may take (never written)
+    for a, anywhere in zip(actions, open_anywhere):
+        ok = oks[a]
         name = policy.actions[a]
         learned = effects is not None and effects.learned(name)
-        channels = np.flatnonzero(ok.any(axis=0))
-        if not len(channels):  # no customer has this option open
-            out[a] = (np.full(ok.shape, -np.inf, np.float32), learned)
+        channels = [c for c, on in enumerate(anywhere) if on]
+        if not channels:  # no customer has this option open
+            out[a] = (nothing, learned)
             continue
         if not learned:
             prior = prior_increment(policy, a, p_response, p_activation, p_churn) - policy.cost[a]
@@ -244,8 +251,8 @@ def _values_of_actions(policy: CompiledPolicy, oks: dict[int, np.ndarray], p_res
         ev = np.full(ok.shape, -np.inf, np.float32)
         for c in channels:
             r = np.flatnonzero(ok[:, c])
-            calls.append((r, name, int(c), p_response[r, c], p_activation[r], p_churn[r], hour[r]))
-            targets.append((ev, r, a, int(c)))
+            calls.append((r, name, c, p_response[r, c], p_activation[r], p_churn[r], hour[r]))
+            targets.append((ev, r, a, c))
         out[a] = (ev, True)
     if calls:
         for (ev, r, a, c), inc in zip(targets, _increments(effects, calls)):
