@@ -123,6 +123,45 @@ The model's best option is the truly best one for {same} of the customers with a
 """
 
 
+def losses_section(doc: dict) -> str:
+    """"Where nextbest loses value against the oracle": the gap split by kind of difference, and the pairs of
+    actions that lose most."""
+    from analysis.evaluation.losses import KINDS, NOTHING, TOP_PAIRS
+
+    loss = doc.get("losses")
+    if not loss:
+        return ""
+    over = "summary" in doc
+    body = []
+    for k, label in KINDS.items():
+        e = loss["kinds"][k]
+        if over:
+            body.append([label, f"{e['customers']:,.0f}", _interval(e["per_1000"]),
+                         _interval(e["share_of_oracle"], True)])
+        else:
+            body.append([label, f"{e['customers']:,}", _fmt(e["per_1000"]), _fmt(e["share_of_oracle"], True)])
+    over_worlds = ", means over the worlds with 95% intervals"
+    name = lambda a: "nothing" if a == NOTHING else f"`{a}`"  # noqa: E731
+    pairs = "\n".join(f"- the oracle sends {name(p['oracle'])}, nextbest {name(p['nextbest'])}: "
+                      f"{_fmt(p['per_1000'])} per 1,000 customers" for p in loss["pairs"][:TOP_PAIRS])
+    return f"""
+## Where nextbest loses value against the oracle
+
+Customer by customer, the oracle policy's value minus nextbest's, by how their decisions differ
+(`analysis/evaluation/losses.py`; the kinds add up to the whole gap{over_worlds if over else ""}).
+Another send hour is the send-time head's part; the other kinds are the effect model's and the channel
+head's. A figure below zero means nextbest's choices of that kind were truly worth more than the oracle's
+for those customers.
+
+{_table(["where the decisions differ", "customers" + (" (mean per world)" if over else ""),
+         "value lost per 1,000 customers", "share of the oracle's value"], body)}
+
+The pairs of actions (oracle, nextbest) that lose most{" (per 1,000 customers, mean over the worlds)" if over else ""}:
+
+{pairs}
+"""
+
+
 def markdown(doc: dict, image: str) -> str:
     t = doc["targets"]
     where = (f"{doc['worlds']} simulated worlds (seeds {', '.join(map(str, doc['seeds']))}) of "
@@ -167,7 +206,7 @@ causal truth: the oracle knows every customer's true response to every action, c
   model's error costs, the rest being the send hour.
 - **oracle, conditions read with the true outcome scores**: what knowing the hidden churn state adds.
 - **wrong lifts**: the catalogue's hand-set lifts rotated between actions; learned actions do not read them.
-{accuracy_section(doc)}"""
+{accuracy_section(doc)}{losses_section(doc)}"""
 
 
 def log_mlflow(settings: Settings, doc: dict, paths: dict) -> str:

@@ -36,6 +36,7 @@ from analysis.evaluation.policies import (
     random_choice,
 )
 from analysis.evaluation.accuracy import effect_accuracy
+from analysis.evaluation.losses import where_lost
 from analysis.evaluation.value import true_value
 from nextbest.settings import Settings
 from nextbest.vocabulary import CHANNELS, HEADS
@@ -216,6 +217,8 @@ def evaluate_world(settings: Settings, oracle, as_of=None, customers: int | None
         "as_of": t.isoformat(), "data_end": data_end.isoformat(), "customers": n, "policies": policies,
         "model_versions": dict(scorer.versions), "unavailable_models": dict(scorer.unavailable),
         "heads": [h for h in HEADS if h in scorer.models], "effect_accuracy": accuracy,
+        "losses": where_lost(pol.actions, choices["oracle"], choices["nextbest"], valued["oracle"].value,
+                             valued["nextbest"].value),
         "seconds": round(time.perf_counter() - t0, 2),
         "ids": ids, "choices": choices, "values": {p: v.value for p, v in valued.items()},
     }

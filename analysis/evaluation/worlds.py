@@ -58,6 +58,27 @@ def accuracy_over_worlds(runs: list[dict]) -> dict | None:
                         for k, v in actions.items()}}
 
 
+def losses_over_worlds(runs: list[dict]) -> dict | None:
+    """Where nextbest loses value against the oracle (``losses.where_lost``, one per world) summarised: per kind
+    the mean and 95% interval of the share of the oracle's value and of the loss per 1,000 customers; the pairs
+    of actions that lose most, per 1,000 customers averaged over the worlds."""
+    from analysis.evaluation.losses import KINDS, TOP_PAIRS
+
+    losses = [r["losses"] for r in runs if r.get("losses")]
+    if not losses:
+        return None
+    kinds = {k: {"share_of_oracle": mean_interval([w["kinds"][k]["share_of_oracle"] for w in losses]),
+                 "per_1000": mean_interval([w["kinds"][k]["per_1000"] for w in losses]),
+                 "customers": float(np.mean([w["kinds"][k]["customers"] for w in losses]))} for k in KINDS}
+    pairs: dict[tuple[str, str], float] = {}
+    for w in losses:
+        for p in w["pairs"]:
+            pairs[(p["oracle"], p["nextbest"])] = pairs.get((p["oracle"], p["nextbest"]), 0.0) + p["per_1000"]
+    ranked = sorted(pairs.items(), key=lambda kv: -kv[1])[:TOP_PAIRS]
+    return {"worlds": len(losses), "kinds": kinds,
+            "pairs": [{"oracle": a, "nextbest": b, "per_1000": v / len(losses)} for (a, b), v in ranked]}
+
+
 def world_settings(settings: Settings, root: Path, seed: int) -> Settings:
     """Settings whose data and MLflow store live under `root` (one world of the evaluation)."""
     paths = settings.paths.model_copy(update={"data_dir": root / "data", "mlruns_dir": root / "mlruns",
@@ -140,6 +161,7 @@ def evaluate_worlds(settings: Settings, seeds: list[int], customers: int, root: 
             "send_rate": mean_interval([r["policies"][p]["send_rate"] for r in runs]),
         }
     return {"worlds": len(runs), "seeds": list(seeds), "customers": customers, "days": settings.world.days,
-            "summary": summary, "effect_accuracy": accuracy_over_worlds(runs), "runs": runs, "seconds": round(time.perf_counter() - t0, 1),
+            "summary": summary, "effect_accuracy": accuracy_over_worlds(runs),
+            "losses": losses_over_worlds(runs), "runs": runs, "seconds": round(time.perf_counter() - t0, 1),
             "start": str(settings.world.start_date), "end": str(settings.world.start_date + timedelta(
                 days=settings.world.days))}

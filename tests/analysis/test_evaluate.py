@@ -59,6 +59,15 @@ def test_values_are_the_sum_of_the_customers_values(result):
         assert result["policies"][p]["sends"] == int(result["choices"][p].sends.sum())
 
 
+def test_where_nextbest_loses_adds_up_to_its_gap_to_the_oracle(result):
+    lost = result["losses"]
+    gap = result["policies"]["oracle"]["value"] - result["policies"]["nextbest"]["value"]
+    assert sum(k["lost"] for k in lost["kinds"].values()) == pytest.approx(gap, abs=1e-2)
+    differ = (result["choices"]["oracle"].action != result["choices"]["nextbest"].action).sum()
+    assert lost["kinds"]["action"]["customers"] + lost["kinds"]["extra_send"]["customers"] \
+        + lost["kinds"]["held_back"]["customers"] == differ
+
+
 def test_every_send_honours_consent_and_reachability(world, result):
     s, _, oracle = world
     open_ = oracle.reachable(result["ids"])
@@ -113,6 +122,7 @@ def test_outputs_documents_and_mlflow(world):
     assert (s.data_dir / "evaluation" / "latest.json").exists()
     md = (root / "docs" / "evaluation.md").read_text()
     assert "oracle policy (same rules, true effects)" in md and "calendar baseline" in md
+    assert "## Where nextbest loses value against the oracle" in md and "another send hour" in md
     connect(s)
     run = MlflowClient().get_run(doc["run_id"])
     assert run.data.metrics["no_action_per_1000"] == 0 and "nextbest_per_1000" in run.data.metrics
