@@ -27,12 +27,12 @@ TOP_PAIRS = 6  # pairs of actions shown
 
 def kinds_of(oracle, nextbest) -> np.ndarray:
     """[n] the kind of difference (a key of KINDS) between the two policies' choices (``policies.Choice``);
-    "" where both send nothing."""
+    "" where they choose the same: nothing, or the same option at the same hour."""
     o, nb = oracle.sends, nextbest.sends
     both = o & nb
     same_action = both & (oracle.action == nextbest.action)
     kind = np.full(len(o), "", dtype=object)
-    kind[same_action & (oracle.channel == nextbest.channel)] = "send_hour"
+    kind[same_action & (oracle.channel == nextbest.channel) & (oracle.hour != nextbest.hour)] = "send_hour"
     kind[same_action & (oracle.channel != nextbest.channel)] = "channel"
     kind[both & (oracle.action != nextbest.action)] = "action"
     kind[~o & nb] = "extra_send"

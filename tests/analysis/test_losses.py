@@ -31,7 +31,7 @@ def case():
 
 def test_each_difference_has_one_kind(case):
     oracle, nextbest, *_ = case
-    assert kinds_of(oracle, nextbest).tolist() == ["send_hour", "send_hour", "channel", "action", "extra_send",
+    assert kinds_of(oracle, nextbest).tolist() == ["", "send_hour", "channel", "action", "extra_send",
                                                    "held_back", ""]
 
 
