@@ -65,4 +65,3 @@ def where_lost(actions: list[str], oracle, nextbest, oracle_value: np.ndarray, n
     out["pairs"] = [{"oracle": a, "nextbest": b, "lost": v, "per_1000": v / n * 1000 if n else 0.0}
                     for (a, b), v in ranked]
     return out
-
