@@ -1,4 +1,5 @@
-"""The evaluation's outputs: docs/evaluation.{json,md,png}, an MLflow run and a printed table."""
+"""The evaluation's outputs: docs/evaluation.{json,md,png} (and evaluation-losses.png), an MLflow run and a printed
+table."""
 
 from __future__ import annotations
 
@@ -94,6 +95,49 @@ def plot(doc: dict, path: Path) -> None:
     plt.close(fig)
 
 
+def plot_losses(doc: dict, path: Path) -> bool:
+    """From the oracle policy's value to nextbest's, one step per kind of difference (``losses.where_lost``);
+    False (nothing written) when the evaluation has no losses."""
+    from analysis.evaluation.losses import KINDS
+
+    loss = doc.get("losses")
+    if not loss:
+        return False
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    over = "summary" in doc
+    oracle = doc["summary"]["oracle"]["per_1000"]["mean"] if over else doc["policies"]["oracle"]["per_1000"]
+    steps = [(label, loss["kinds"][k]["per_1000"]["mean"] if over else loss["kinds"][k]["per_1000"])
+             for k, label in KINDS.items()]
+    labels = [LABELS["oracle"], *(f"- {label}" for label, _ in steps), LABELS["nextbest"]]
+    fig, ax = plt.subplots(figsize=(10, 4.2))
+    y = np.arange(len(labels))[::-1]
+    ax.barh(y[0], oracle, color="#c53030", edgecolor="#4a5568")
+    ax.annotate(f"{oracle:,.0f}", (oracle, y[0]), xytext=(4, 0), textcoords="offset points", va="center", fontsize=8)
+    level = oracle
+    for yi, (_, lost) in zip(y[1:-1], steps):
+        ax.barh(yi, -lost, left=level, color="#ed8936" if lost > 0 else "#48bb78", edgecolor="#4a5568")
+        ax.annotate(f"-{lost:,.0f}" if lost > 0 else f"+{-lost:,.0f}", (max(level, level - lost), yi), xytext=(4, 0),
+                    textcoords="offset points", va="center", fontsize=8)
+        level -= lost
+    ax.barh(y[-1], level, color="#2b6cb0", edgecolor="#4a5568")
+    ax.annotate(f"{level:,.0f}", (level, y[-1]), xytext=(4, 0), textcoords="offset points", va="center", fontsize=8)
+    ax.set_yticks(y, labels, fontsize=8)
+    levels = oracle - np.cumsum([lost for _, lost in steps])
+    ax.set_xlim(min(0.0, float(levels.min()) * 1.12), max(oracle, float(levels.max()), 1.0) * 1.12)
+    ax.axvline(0, color="black", lw=0.6)
+    ax.set_xlabel("true incremental value per 1,000 customers (currency)")
+    worlds = f"means over {doc['worlds']} worlds" if over else "one world"
+    ax.set_title(f"Where nextbest loses value against the oracle policy ({worlds})", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
 def accuracy_section(doc: dict) -> str:
     """"How well the effects are learned": the effect model's increments beside the true ones, per action."""
     from analysis.evaluation.accuracy import by_action
@@ -123,7 +167,7 @@ The model's best option is the truly best one for {same} of the customers with a
 """
 
 
-def losses_section(doc: dict) -> str:
+def losses_section(doc: dict, image: str | None = None) -> str:
     """"Where nextbest loses value against the oracle": the gap split by kind of difference, and the pairs of
     actions that lose most."""
     from analysis.evaluation.losses import KINDS, NOTHING, TOP_PAIRS
@@ -141,6 +185,7 @@ def losses_section(doc: dict) -> str:
         else:
             body.append([label, f"{e['customers']:,}", _fmt(e["per_1000"]), _fmt(e["share_of_oracle"], True)])
     over_worlds = ", means over the worlds with 95% intervals"
+    picture = f"\n![From the oracle's value to nextbest's]({image})\n" if image else ""
     name = lambda a: "nothing" if a == NOTHING else f"`{a}`"  # noqa: E731
     pairs = "\n".join(f"- the oracle sends {name(p['oracle'])}, nextbest {name(p['nextbest'])}: "
                       f"{_fmt(p['per_1000'])} per 1,000 customers" for p in loss["pairs"][:TOP_PAIRS])
@@ -155,14 +200,14 @@ for those customers.
 
 {_table(["where the decisions differ", "customers" + (" (mean per world)" if over else ""),
          "value lost per 1,000 customers", "share of the oracle's value"], body)}
-
+{picture}
 The pairs of actions (oracle, nextbest) that lose most{" (per 1,000 customers, mean over the worlds)" if over else ""}:
 
 {pairs}
 """
 
 
-def markdown(doc: dict, image: str) -> str:
+def markdown(doc: dict, image: str, losses_image: str | None = None) -> str:
     t = doc["targets"]
     where = (f"{doc['worlds']} simulated worlds (seeds {', '.join(map(str, doc['seeds']))}) of "
              f"{doc['customers']:,} customers over {doc['days']} days from {doc['start']} (`--start "
@@ -206,7 +251,7 @@ causal truth: the oracle knows every customer's true response to every action, c
   model's error costs, the rest being the send hour.
 - **oracle, conditions read with the true outcome scores**: what knowing the hidden churn state adds.
 - **wrong lifts**: the catalogue's hand-set lifts rotated between actions; learned actions do not read them.
-{accuracy_section(doc)}{losses_section(doc)}"""
+{accuracy_section(doc)}{losses_section(doc, losses_image)}"""
 
 
 def log_mlflow(settings: Settings, doc: dict, paths: dict) -> str:
@@ -235,10 +280,13 @@ def log_mlflow(settings: Settings, doc: dict, paths: dict) -> str:
 
 
 def write(settings: Settings, doc: dict, out_dir: Path) -> dict:
-    """docs/evaluation.{json,md,png}; returns their paths."""
+    """docs/evaluation.{json,md,png} and, with losses, evaluation-losses.png; returns their paths."""
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {"json": out_dir / "evaluation.json", "png": out_dir / "evaluation.png", "md": out_dir / "evaluation.md"}
     plot(doc, paths["png"])
-    paths["md"].write_text(markdown(doc, paths["png"].name))
+    losses = out_dir / "evaluation-losses.png"
+    if plot_losses(doc, losses):
+        paths["losses_png"] = losses
+    paths["md"].write_text(markdown(doc, paths["png"].name, losses.name if "losses_png" in paths else None))
     paths["json"].write_text(json.dumps(doc, indent=2, default=str) + "\n")
     return paths

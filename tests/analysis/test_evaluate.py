@@ -123,6 +123,7 @@ def test_outputs_documents_and_mlflow(world):
     md = (root / "docs" / "evaluation.md").read_text()
     assert "oracle policy (same rules, true effects)" in md and "calendar baseline" in md
     assert "## Where nextbest loses value against the oracle" in md and "another send hour" in md
+    assert "(evaluation-losses.png)" in md and (root / "docs" / "evaluation-losses.png").stat().st_size > 500
     connect(s)
     run = MlflowClient().get_run(doc["run_id"])
     assert run.data.metrics["no_action_per_1000"] == 0 and "nextbest_per_1000" in run.data.metrics

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from analysis.evaluation.document import losses_section
+from analysis.evaluation.document import losses_section, plot_losses
 from analysis.evaluation.losses import KINDS, kinds_of, where_lost
 from analysis.evaluation.policies import Choice
 from analysis.evaluation.worlds import losses_over_worlds
@@ -69,3 +69,10 @@ def test_the_document_shows_the_kinds_and_the_pairs(case):
     assert "the oracle sends `win_back`, nextbest `cross_sell`: 4,142.9 per 1,000 customers" in text
     assert "the oracle sends `cross_sell`, nextbest nothing" in text
     assert losses_section({}) == ""
+
+
+def test_the_chart_steps_from_the_oracle_to_nextbest(case, tmp_path):
+    doc = {"losses": where_lost(ACTIONS, *case), "policies": {"oracle": {"per_1000": 69.0 / 7 * 1000}}}
+    assert plot_losses(doc, tmp_path / "losses.png") and (tmp_path / "losses.png").stat().st_size > 5000
+    assert "![From the oracle's value to nextbest's](losses.png)" in losses_section(doc, "losses.png")
+    assert not plot_losses({}, tmp_path / "none.png") and not (tmp_path / "none.png").exists()
