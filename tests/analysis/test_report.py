@@ -328,3 +328,15 @@ def test_report_in_headless_chromium(demo, artifacts_dir, tmp_path):
     png = base64.b64decode(shot["data"])
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 20_000
     (artifacts_dir / "report.png").write_bytes(png)
+
+
+def test_the_evaluation_shows_where_the_policy_loses_against_the_best_possible():
+    from analysis.report.sections.policy import _losses_chart
+
+    kinds = {"send_hour": 50.0, "channel": 100.0, "action": 400.0, "extra_send": -20.0, "held_back": 170.0}
+    data = {"policies": {"oracle": {"value": 1000.0}, "nextbest": {"value": 300.0}},
+            "losses": {"kinds": {k: {"lost": v} for k, v in kinds.items()}}}
+    html = _losses_chart(data)
+    assert "Most of the gap to the best possible is another message than the best (400 of 700)" in html
+    assert "<svg" in html and "+20" in html and "minus nothing where a message was best" in html
+    assert _losses_chart({"policies": data["policies"]}) == ""  # an evaluation written before it had losses

@@ -274,7 +274,57 @@ def _evaluation_chart(ctx: _Context, data: dict, policies: dict, path: Path) -> 
             + (f" as of {_e(_date(as_of))}" if as_of else "") + ", every strategy under the same contact rules. "
             f"The calendar campaigns send each stage's usual action at 10:00 whatever it is worth; no action is "
             f"worth 0. Source: {_e(path)}.")
-    return _grid(_chart(fig, title, note, wide=True))
+    return _grid(_chart(fig, title, note, wide=True), _losses_chart(data))
+
+
+_LOSS_TEXT = {  # the kinds of analysis.evaluation.losses, in a marketer's words
+    "send_hour": "the right message, sent at another hour",
+    "channel": "the right message, on another channel",
+    "action": "another message than the best",
+    "extra_send": "a message where sending nothing was best",
+    "held_back": "nothing where a message was best",
+}
+
+
+def _losses_chart(data: dict) -> str:
+    """From the best possible decisions' value to this policy's, one step per way its decisions differ (the
+    evaluation's ``losses``); "" when the evaluation has none."""
+    loss, policies = data.get("losses"), data.get("policies") or {}
+    if not isinstance(loss, dict) or "oracle" not in policies or not isinstance(loss.get("kinds"), dict):
+        return ""
+    best = float(policies["oracle"].get("value") or 0.0)
+    steps = [(text, float(loss["kinds"].get(k, {}).get("lost") or 0.0)) for k, text in _LOSS_TEXT.items()]
+    labels = ["Best possible", *(f"minus {text}" for text, _ in steps), "This policy"]
+    fig = _figure(8.6, 0.42 * len(labels) + 1.0)
+    ax = fig.add_subplot()
+    y = np.arange(len(labels))[::-1]
+    level, lefts, widths, colors = best, [0.0], [best], [ORACLE]
+    for _, lost in steps:
+        lefts.append(min(level, level - lost))
+        widths.append(abs(lost))
+        colors.append(BAD if lost > 0 else GOOD)
+        level -= lost
+    lefts.append(0.0)
+    widths.append(level)
+    colors.append(MODEL)
+    ax.barh(y, widths, left=lefts, color=colors, height=0.62)
+    ax.set_yticks(y, labels)
+    ax.set_xlim(min(0.0, level) * 1.1, max(best, level, 1.0) * 1.25)
+    xmax = ax.get_xlim()[1]
+    texts = [f"{best:,.0f}", *(f"-{lost:,.0f}" if lost >= 0 else f"+{-lost:,.0f}" for _, lost in steps),
+             f"{level:,.0f}"]
+    for yi, left, width, text in zip(y, lefts, widths, texts):
+        ax.text(left + width + xmax * 0.01, yi, text, va="center", ha="left", fontsize=9)
+    ax.axvline(0, color=MUTED, lw=0.8)
+    ax.set_xlabel("true value against doing nothing (currency units)")
+    ax.xaxis.set_major_formatter(_thousands())
+    worst = max(steps, key=lambda st: st[1])
+    title = (f"Most of the gap to the best possible is {worst[0]} ({worst[1]:,.0f} of {best - level:,.0f})"
+             if best - level > 0 and worst[1] > 0 else "This policy's decisions are worth as much as the best possible")
+    note = ("Customer by customer, the best possible decisions' true value minus this policy's, by how the two "
+            "differ (the steps add up to the gap). Another hour is the send-time model's part; the rest is the "
+            "effect and channel models'.")
+    return _chart(fig, title, note, wide=True)
 
 
 def _evaluation_table(data, path: Path) -> str:
