@@ -98,7 +98,7 @@ def plot(doc: dict, path: Path) -> None:
 def plot_losses(doc: dict, path: Path) -> bool:
     """From the oracle policy's value to nextbest's, one step per kind of difference (``losses.where_lost``);
     False (nothing written) when the evaluation has no losses."""
-    from analysis.evaluation.losses import KINDS
+    from analysis.evaluation.losses import KINDS, waterfall
 
     loss = doc.get("losses")
     if not loss:
@@ -112,22 +112,21 @@ def plot_losses(doc: dict, path: Path) -> bool:
     oracle = doc["summary"]["oracle"]["per_1000"]["mean"] if over else doc["policies"]["oracle"]["per_1000"]
     steps = [(label, loss["kinds"][k]["per_1000"]["mean"] if over else loss["kinds"][k]["per_1000"])
              for k, label in KINDS.items()]
+    levels = waterfall(oracle, [lost for _, lost in steps])
     labels = [LABELS["oracle"], *(f"- {label}" for label, _ in steps), LABELS["nextbest"]]
     fig, ax = plt.subplots(figsize=(10, 4.2))
     y = np.arange(len(labels))[::-1]
     ax.barh(y[0], oracle, color="#c53030", edgecolor="#4a5568")
     ax.annotate(f"{oracle:,.0f}", (oracle, y[0]), xytext=(4, 0), textcoords="offset points", va="center", fontsize=8)
-    level = oracle
-    for yi, (_, lost) in zip(y[1:-1], steps):
+    for yi, level, (_, lost) in zip(y[1:-1], levels, steps):
         ax.barh(yi, -lost, left=level, color="#ed8936" if lost > 0 else "#48bb78", edgecolor="#4a5568")
         ax.annotate(f"-{lost:,.0f}" if lost > 0 else f"+{-lost:,.0f}", (max(level, level - lost), yi), xytext=(4, 0),
                     textcoords="offset points", va="center", fontsize=8)
-        level -= lost
-    ax.barh(y[-1], level, color="#2b6cb0", edgecolor="#4a5568")
-    ax.annotate(f"{level:,.0f}", (level, y[-1]), xytext=(4, 0), textcoords="offset points", va="center", fontsize=8)
+    ax.barh(y[-1], levels[-1], color="#2b6cb0", edgecolor="#4a5568")
+    ax.annotate(f"{levels[-1]:,.0f}", (levels[-1], y[-1]), xytext=(4, 0), textcoords="offset points", va="center",
+                fontsize=8)
     ax.set_yticks(y, labels, fontsize=8)
-    levels = oracle - np.cumsum([lost for _, lost in steps])
-    ax.set_xlim(min(0.0, float(levels.min()) * 1.12), max(oracle, float(levels.max()), 1.0) * 1.12)
+    ax.set_xlim(min(0.0, float(levels.min()) * 1.12), max(float(levels.max()), 1.0) * 1.12)
     ax.axvline(0, color="black", lw=0.6)
     ax.set_xlabel("true incremental value per 1,000 customers (currency)")
     worlds = f"means over {doc['worlds']} worlds" if over else "one world"

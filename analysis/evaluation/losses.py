@@ -65,3 +65,9 @@ def where_lost(actions: list[str], oracle, nextbest, oracle_value: np.ndarray, n
     out["pairs"] = [{"oracle": a, "nextbest": b, "lost": v, "per_1000": v / n * 1000 if n else 0.0}
                     for (a, b), v in ranked]
     return out
+
+
+def waterfall(start: float, lost) -> np.ndarray:
+    """The levels of a chart stepping from `start` down by each of `lost` in turn: [start, start - lost[0], ...,
+    start - sum(lost)] (the oracle's value, then after each kind of difference, ending at nextbest's)."""
+    return float(start) - np.concatenate([[0.0], np.cumsum(np.asarray(lost, float))])

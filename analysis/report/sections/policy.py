@@ -292,24 +292,22 @@ def _losses_chart(data: dict) -> str:
     loss, policies = data.get("losses"), data.get("policies") or {}
     if not isinstance(loss, dict) or "oracle" not in policies or not isinstance(loss.get("kinds"), dict):
         return ""
+    from analysis.evaluation.losses import waterfall
+
     best = float(policies["oracle"].get("value") or 0.0)
     steps = [(text, float(loss["kinds"].get(k, {}).get("lost") or 0.0)) for k, text in _LOSS_TEXT.items()]
+    levels = waterfall(best, [lost for _, lost in steps])
+    level = float(levels[-1])
     labels = ["Best possible", *(f"minus {text}" for text, _ in steps), "This policy"]
     fig = _figure(8.6, 0.42 * len(labels) + 1.0)
     ax = fig.add_subplot()
     y = np.arange(len(labels))[::-1]
-    level, lefts, widths, colors = best, [0.0], [best], [ORACLE]
-    for _, lost in steps:
-        lefts.append(min(level, level - lost))
-        widths.append(abs(lost))
-        colors.append(BAD if lost > 0 else GOOD)
-        level -= lost
-    lefts.append(0.0)
-    widths.append(level)
-    colors.append(MODEL)
+    lefts = [0.0, *np.minimum(levels[:-1], levels[1:]), 0.0]
+    widths = [best, *(abs(lost) for _, lost in steps), level]
+    colors = [ORACLE, *(BAD if lost > 0 else GOOD for _, lost in steps), MODEL]
     ax.barh(y, widths, left=lefts, color=colors, height=0.62)
     ax.set_yticks(y, labels)
-    ax.set_xlim(min(0.0, level) * 1.1, max(best, level, 1.0) * 1.25)
+    ax.set_xlim(min(0.0, float(levels.min())) * 1.1, max(float(levels.max()), 1.0) * 1.25)
     xmax = ax.get_xlim()[1]
     texts = [f"{best:,.0f}", *(f"-{lost:,.0f}" if lost >= 0 else f"+{-lost:,.0f}" for _, lost in steps),
              f"{level:,.0f}"]
