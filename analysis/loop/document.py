@@ -65,20 +65,46 @@ def rows(doc: dict) -> list[list[str]]:
     out = []
     for arm in ARMS:
         r = s[arm]
+        real = (f"{_fmt(r['realised'])} [{_fmt(r['realised_low'])}, {_fmt(r['realised_high'])}]"
+                if "realised" in r else "-")
         out.append([r["label"], _fmt(r["value"]), _fmt(r["value_per_day_end"]),
-                    _fmt(r["share_of_oracle_end"], True), f"{r['messages_per_customer_30d']:.2f}",
+                    _fmt(r["share_of_oracle_end"], True), real, f"{r['messages_per_customer_30d']:.2f}",
                     str(r["unsubscribes"]), str(r["activations"]), str(r["lapses"])])
     return out
 
 
 HEADER = ["policy", "true incremental value, whole loop", "per day, last {k} days", "share of the oracle's, "
-          "last {k} days", "messages per customer per 30 days", "unsubscriptions", "day-0 never-buyers activated",
+          "last {k} days", "realised incremental value (95% noise interval)", "messages per customer per 30 days", "unsubscriptions", "day-0 never-buyers activated",
           "lapses"]
 
 
 def header(doc: dict) -> list[str]:
     k = doc["summary"]["window_days"]
     return [h.format(k=k) for h in HEADER]
+
+
+def realised_text(doc: dict) -> str:
+    """What the realised column means, and how the learning policy stands against the calendar on it."""
+    if "noise" not in doc:
+        return ""
+    s, noise = doc["summary"], doc["noise"]
+    learn, cal = s["learning"], s["calendar"]
+    if learn["realised_low"] > cal["realised_high"]:
+        verdict = "above the calendar's, the two intervals apart"
+    elif learn["realised"] > cal["realised"]:
+        verdict = "above the calendar's, inside the noise"
+    else:
+        verdict = "not above the calendar's"
+    return f"""**Realised** is what each arm's world produced against the no-action world's, after {doc['tail_days']} more
+days in which nobody sent anything while the objectives' horizons ran out: purchases and the actions' own
+conversions valued as the catalogue values them, minus the incentives paid and the sends' cost
+(`analysis/loop/realised.py`). It counts what the per-message value cannot: the lapses and unsubscriptions a
+message causes past its horizon, the customers it brings back, the conversions a message loses to another one
+already pending. The worlds' chance events part after day 0, so the difference also holds noise:
+{noise['draws']} no-action worlds reseeded at day 0 put one world's spread at {_fmt(noise['sd'])}, and the
+interval is +-{_fmt(noise['half_width'])}. The learning policy's realised value ({_fmt(learn['realised'])}) is
+{verdict} ({_fmt(cal['realised'])}), with {learn['messages_per_customer_30d']:.2f} messages per customer per
+30 days against the calendar's {cal['messages_per_customer_30d']:.2f}."""
 
 
 def markdown(doc: dict, image: str) -> str:
@@ -112,6 +138,8 @@ and the same control group as nextbest, knowing every true increment; nextbest a
 (`serving.exploration_share`).
 
 {_table(header(doc), rows(doc))}
+
+{realised_text(doc)}
 
 **Target: the learning policy at 90% or more of the oracle's daily value at the end of the loop -
 {"met" if met else "not met"}** ({_fmt(share, True)} over the last {s['window_days']} days).

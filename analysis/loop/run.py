@@ -18,6 +18,9 @@
 5. Each day's assignments are valued with the world's truth (``Oracle.incremental_value`` at each message's
    send time, net of cost); messages, unsubscriptions, activations of never-buyers and lapses are counted from
    each arm's own events.
+6. After the last day nobody sends (the calendar stops too) while the objectives' horizons run out
+   (``tail_days``); each arm's realised value is then what its world produced against the no-action world,
+   with the noise measured on ``noise_twins`` reseeded no-action worlds (``analysis/loop/realised.py``).
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from nextbest.settings import Settings
 from nextbest.vocabulary import CHANNELS
 
 LEGACY_DAYS = 365
+NOISE_TWINS = 3  # reseeded no-action worlds that measure the noise of a realised value
 
 
 def day0_models(settings: Settings, world, step) -> dict:
@@ -115,26 +119,30 @@ def _outcomes(world, start: pd.Timestamp, never_bought: np.ndarray, days: pd.Dat
 
 def simulate_loop(settings: Settings, days: int = 90, customers: int = 10_000, legacy_days: int = LEGACY_DAYS,
                   retrain_every: int = 7, root: Path | None = None, start: date | None = None,
-                  progress=None) -> dict:
+                  progress=None, tail_days: int | None = None, noise_twins: int = NOISE_TWINS) -> dict:
     """Run the loop (module docstring) under `root` (default ``<data_dir>/loop``); returns the per-day measures of
-    every arm, the retrains and the totals."""
+    every arm, the retrains, the realised values and the totals. `tail_days` (default: the catalogue's longest
+    objective horizon) are lived after the last decision day, with nothing sent."""
     from analysis.evaluation.single import wrong_lifts
     from analysis.evaluation.worlds import world_settings
     from analysis.loop.arms import decide_nextbest, decide_oracle, features_today, hand_in
+    from analysis.loop.realised import REALISED_EVENTS, outcome_value, realised
     from features.store import feature_names
     from serving.policy import compile_policy
     from serving.scoring import Scorer
     from simulator.live import LiveWorld
 
-    if days < 1 or legacy_days < 60 or retrain_every < 1:
-        raise ValueError("days >= 1, legacy_days >= 60 and retrain_every >= 1 are required")
+    if days < 1 or legacy_days < 60 or retrain_every < 1 or noise_twins < 1 or (tail_days or 0) < 0:
+        raise ValueError("days >= 1, legacy_days >= 60, retrain_every >= 1, noise_twins >= 1 and tail_days >= 0 "
+                         "are required")
     step = progress or (lambda msg: None)
     t0 = time.perf_counter()
     seed = settings.world.seed
     s = world_settings(settings, Path(root or settings.data_dir / "loop"), seed)
     start = start or settings.world.start_date
     step(f"simulating {customers:,} customers: {legacy_days} days of the legacy calendar before day 0")
-    base = LiveWorld(s, customers, legacy_days, days, seed, start)
+    tail = max(a.objective.horizon_days for a in s.actions.values()) if tail_days is None else int(tail_days)
+    base = LiveWorld(s, customers, legacy_days, days + tail, seed, start)
     day0 = base.now
     models = day0_models(s, base, step)
     names = feature_names(s)
@@ -144,6 +152,8 @@ def simulate_loop(settings: Settings, days: int = 90, customers: int = 10_000, l
     policy = compile_policy(wrong_lifts(s))
     never_bought = base.registered() & (base.sim.n_purch == 0)
     worlds = {a: base.fork(calendar=(a == "calendar")) for a in ARMS}
+    worlds["calendar"].sim.legacy_until = base.first_day + days  # the calendar stops with the loop
+    twins = [base.fork(seed=seed + 1 + k) for k in range(noise_twins)]  # no action, other chance draws
     marks = {a: base.mark() for a in ARMS}  # each arm's assignments so far (valued: those after)
     del base
     dates = pd.date_range(day0, periods=days, freq="D")
@@ -176,16 +186,33 @@ def simulate_loop(settings: Settings, days: int = 90, customers: int = 10_000, l
             retrains.append(r)
             if r["promoted"]:
                 learning = Scorer.from_registry(s, names, compile="no")
+        for w in twins:
+            w.next_day()
         step(f"day {d + 1}/{days}: " + ", ".join(f"{a} {value[a][d]:,.0f}" for a in ARMS))
+    if tail:
+        step(f"{tail} more days with nothing sent while the objectives' horizons run out")
+    for _ in range(tail):
+        for w in [*worlds.values(), *twins]:
+            w.next_day()
+    produced = {}
+    for name, w in [*worlds.items(), *((f"no_action_twin_{k}", w) for k, w in enumerate(twins))]:
+        ev = w.events(types=REALISED_EVENTS)
+        produced[name] = outcome_value(ev[(ev["event_timestamp"] >= day0).to_numpy()], s.actions)
+    real, noise = realised({a: produced[a]["total"] for a in ARMS},
+                           [produced["no_action"]["total"]] + [produced[f"no_action_twin_{k}"]["total"]
+                                                               for k in range(len(twins))])
     registered = int(worlds["no_action"].registered().sum())
     arms = {}
     for arm, w in worlds.items():
         out = _outcomes(w, day0, never_bought, dates)
         arms[arm] = {"label": LABELS[arm], "value": value[arm].round(4).tolist(), "sends": sends[arm].tolist(),
-                     **{k: v.tolist() for k, v in out.items()}, "consent_violations": violations[arm]}
+                     **{k: v.tolist() for k, v in out.items()}, "consent_violations": violations[arm],
+                     "realised": real[arm], "produced": produced[arm]}
     doc = {"customers": customers, "registered_at_end": registered, "never_bought_at_day0": int(never_bought.sum()),
            "legacy_days": legacy_days, "days": days, "seed": seed, "day0": str(day0.date()),
            "retrain_every": retrain_every, "dates": [str(x.date()) for x in dates], "arms": arms,
+           "tail_days": tail, "noise": noise,
+           "no_action_twins": [produced[f"no_action_twin_{k}"] for k in range(len(twins))],
            "day0_models": models, "retrains": retrains, "channels": list(CHANNELS),
            "seconds": round(time.perf_counter() - t0, 1)}
     doc["summary"] = summary(doc)
@@ -210,6 +237,8 @@ def summary(doc: dict, last_days: int = 28) -> dict:
             * 30.0 / doc["days"],
             "unsubscribes": int(np.sum(a["unsubscribes"])), "activations": int(np.sum(a["activations"])),
             "lapses": int(np.sum(a["lapses"])), "consent_violations": a["consent_violations"],
+            **({"realised": a["realised"]["value"], "realised_low": a["realised"]["low"],
+                "realised_high": a["realised"]["high"]} if "realised" in a else {}),
         }
     out["window_days"] = k
     return out

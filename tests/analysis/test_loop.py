@@ -16,7 +16,7 @@ from tests.support import settings_for
 
 pytestmark = pytest.mark.slow
 
-DAYS, RETRAIN_EVERY = 10, 5
+DAYS, RETRAIN_EVERY, TAIL = 10, 5, 20
 
 
 @pytest.fixture(scope="module")
@@ -24,7 +24,7 @@ def loop(tmp_path_factory):
     root = tmp_path_factory.mktemp("loop")
     s = settings_for(root, NEXTBEST__SERVING__EXPLORATION_SHARE="0.05", NEXTBEST__TRAINING__MAX_ROWS="30000")
     doc = simulate_loop(s, days=DAYS, customers=1500, legacy_days=150, retrain_every=RETRAIN_EVERY,
-                        root=root / "loop", start=date(2025, 1, 6))
+                        root=root / "loop", start=date(2025, 1, 6), tail_days=TAIL)
     return s, root, doc
 
 
@@ -62,6 +62,22 @@ def test_nextbest_sends_fewer_messages_than_the_calendar(loop):
     assert 0 < s["learning"]["messages_per_customer_30d"] < s["calendar"]["messages_per_customer_30d"]
 
 
+def test_every_arm_is_also_valued_by_what_its_world_produced_against_no_action(loop):
+    _, _, doc = loop
+    assert doc["tail_days"] == TAIL
+    noise = doc["noise"]
+    assert noise["draws"] == 4 and noise["sd"] > 0 and noise["half_width"] > 0
+    for arm in ARMS:
+        a, r = doc["arms"][arm], doc["summary"][arm]
+        assert r["realised_low"] < r["realised"] < r["realised_high"]
+        # nobody sends after the last decision day (the calendar stops too): the sends valued are the loop's
+        assert a["produced"]["sends"] == sum(a["messages"])
+    assert doc["arms"]["no_action"]["produced"]["cost"] == 0.0
+    assert doc["arms"]["calendar"]["produced"]["cost"] > doc["arms"]["learning"]["produced"]["cost"] > 0.0
+    # the no-action worlds differ by their chance draws only
+    assert len({t["total"] for t in doc["no_action_twins"]}) == 3
+
+
 def test_the_learning_arm_retrains_on_its_own_logged_decisions(loop):
     s, root, doc = loop
     assert [r["day"] for r in doc["retrains"]] == [str((pd.Timestamp(doc["day0"]) + pd.Timedelta(days=RETRAIN_EVERY))
@@ -87,6 +103,7 @@ def test_the_page_shows_a_chart_per_measure_and_the_target(loop, tmp_path):
     md = paths["md"].read_text()
     assert "| nextbest, retrained weekly |" in md and "| legacy calendar |" in md
     assert "90% or more of the oracle's daily value" in md
+    assert "realised incremental value (95% noise interval)" in md and "no-action worlds reseeded" in md
     assert paths["png"].stat().st_size > 20_000
     assert np.isfinite(doc["summary"]["learning"]["share_of_oracle_end"])
 
