@@ -34,10 +34,13 @@ class LiveWorld:
     """The world after `legacy_days` of calendar marketing, advanced one day at a time for `loop_days` more."""
 
     def __init__(self, settings, customers: int, legacy_days: int, loop_days: int, seed: int, start: date,
-                 progress: bool = False):
-        if legacy_days < 1 or loop_days < 1:
-            raise ValueError("legacy_days and loop_days must be positive")
-        self.sim = _Sim(int(customers), int(legacy_days + loop_days), int(seed), start, settings, progress)
+                 progress: bool = False, tail_days: int = 0):
+        """`tail_days`: the world may live that many days past the loop (to let what it did play out) without
+        changing the world of the loop's days: the same customers, registering over the legacy and loop days."""
+        if legacy_days < 1 or loop_days < 1 or tail_days < 0:
+            raise ValueError("legacy_days and loop_days must be positive, tail_days not negative")
+        self.sim = _Sim(int(customers), int(legacy_days + loop_days), int(seed), start, settings, progress,
+                        after_days=int(tail_days))
         self.ids = customer_ids(self.sim.n)
         self.first_day = int(self.sim.S) + int(legacy_days)  # day index the loop starts on
         self.sim.legacy_until = self.first_day

@@ -110,13 +110,14 @@ class _Sim:
     # next-event columns
     P, V, W, D, C = range(5)
 
-    def __init__(self, n: int, days: int, seed: int, start: date, settings, progress: bool):
-        if n < 1 or days < 1:
-            raise ValueError("customers and days must be positive")
+    def __init__(self, n: int, days: int, seed: int, start: date, settings, progress: bool, after_days: int = 0):
+        if n < 1 or days < 1 or after_days < 0:
+            raise ValueError("customers and days must be positive, after_days not negative")
         self.n, self.days, self.seed, self.start, self.progress = n, days, seed, start, progress
         self.rng = np.random.default_rng(seed)
         self.S = float(PRE_DAYS)  # index of `start`
-        self.E = float(PRE_DAYS + days)  # end (exclusive)
+        # end (exclusive): the customers register over `days`, the world may live `after_days` more
+        self.E = float(PRE_DAYS + days + after_days)
         self.end_sec = int(self.E * 86400)  # events are buffered as int32 seconds; this one is dropped
         self.t0 = pd.Timestamp(start - timedelta(days=PRE_DAYS), tz="UTC")
         f = settings.features

@@ -142,7 +142,7 @@ def simulate_loop(settings: Settings, days: int = 90, customers: int = 10_000, l
     start = start or settings.world.start_date
     step(f"simulating {customers:,} customers: {legacy_days} days of the legacy calendar before day 0")
     tail = max(a.objective.horizon_days for a in s.actions.values()) if tail_days is None else int(tail_days)
-    base = LiveWorld(s, customers, legacy_days, days + tail, seed, start)
+    base = LiveWorld(s, customers, legacy_days, days, seed, start, tail_days=tail)
     day0 = base.now
     models = day0_models(s, base, step)
     names = feature_names(s)
@@ -195,9 +195,10 @@ def simulate_loop(settings: Settings, days: int = 90, customers: int = 10_000, l
         for w in [*worlds.values(), *twins]:
             w.next_day()
     produced = {}
+    since = day0 - pd.Timedelta(days=1)  # a day-0 send at a local hour east of UTC happens the evening before
     for name, w in [*worlds.items(), *((f"no_action_twin_{k}", w) for k, w in enumerate(twins))]:
         ev = w.events(types=REALISED_EVENTS)
-        produced[name] = outcome_value(ev[(ev["event_timestamp"] >= day0).to_numpy()], s.actions)
+        produced[name] = outcome_value(ev[(ev["event_timestamp"] >= since).to_numpy()], s.actions)
     real, noise = realised({a: produced[a]["total"] for a in ARMS},
                            [produced["no_action"]["total"]] + [produced[f"no_action_twin_{k}"]["total"]
                                                                for k in range(len(twins))])

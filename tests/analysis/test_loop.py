@@ -67,13 +67,14 @@ def test_every_arm_is_also_valued_by_what_its_world_produced_against_no_action(l
     assert doc["tail_days"] == TAIL
     noise = doc["noise"]
     assert noise["draws"] == 4 and noise["sd"] > 0 and noise["half_width"] > 0
+    eve = doc["arms"]["no_action"]["produced"]["sends"]  # the legacy's last sends, the evening before day 0
     for arm in ARMS:
         a, r = doc["arms"][arm], doc["summary"][arm]
         assert r["realised_low"] < r["realised"] < r["realised_high"]
-        # nobody sends after the last decision day (the calendar stops too): the sends valued are the loop's
-        assert a["produced"]["sends"] == sum(a["messages"])
-    assert doc["arms"]["no_action"]["produced"]["cost"] == 0.0
-    assert doc["arms"]["calendar"]["produced"]["cost"] > doc["arms"]["learning"]["produced"]["cost"] > 0.0
+        # nobody sends after the loop (the calendar stops too): the messages sent are the loop's assignments
+        assert a["produced"]["sends"] == sum(a["sends"]) + eve
+    assert doc["arms"]["calendar"]["produced"]["cost"] > doc["arms"]["learning"]["produced"]["cost"] > \
+        doc["arms"]["no_action"]["produced"]["cost"]
     # the no-action worlds differ by their chance draws only
     assert len({t["total"] for t in doc["no_action_twins"]}) == 3
 
