@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from analysis.evaluation.document import _fmt, _table
+from analysis.evaluation.document import _fmt, _interval, _table
 from analysis.loop.arms import ARMS
 
 COLORS = {"learning": "#2b6cb0", "frozen": "#90cdf4", "oracle": "#c53030", "calendar": "#718096",
@@ -65,8 +65,7 @@ def rows(doc: dict) -> list[list[str]]:
     out = []
     for arm in ARMS:
         r = s[arm]
-        real = (f"{_fmt(r['realised'])} [{_fmt(r['realised_low'])}, {_fmt(r['realised_high'])}]"
-                if "realised" in r else "-")
+        real = _interval({"mean": r["realised"], "low": r["realised_low"], "high": r["realised_high"]})
         out.append([r["label"], _fmt(r["value"]), _fmt(r["value_per_day_end"]),
                     _fmt(r["share_of_oracle_end"], True), real, f"{r['messages_per_customer_30d']:.2f}",
                     str(r["unsubscribes"]), str(r["activations"]), str(r["lapses"])])
@@ -85,8 +84,6 @@ def header(doc: dict) -> list[str]:
 
 def realised_text(doc: dict) -> str:
     """What the realised column means, and how the learning policy stands against the calendar on it."""
-    if "noise" not in doc:
-        return ""
     s, noise = doc["summary"], doc["noise"]
     learn, cal = s["learning"], s["calendar"]
     if learn["realised_low"] > cal["realised_high"]:

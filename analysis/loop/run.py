@@ -194,14 +194,16 @@ def simulate_loop(settings: Settings, days: int = 90, customers: int = 10_000, l
     for _ in range(tail):
         for w in [*worlds.values(), *twins]:
             w.next_day()
-    produced = {}
     since = day0 - pd.Timedelta(days=1)  # a day-0 send at a local hour east of UTC happens the evening before
-    for name, w in [*worlds.items(), *((f"no_action_twin_{k}", w) for k, w in enumerate(twins))]:
+
+    def produced_by(w) -> dict:
         ev = w.events(types=REALISED_EVENTS)
-        produced[name] = outcome_value(ev[(ev["event_timestamp"] >= since).to_numpy()], s.actions)
+        return outcome_value(ev[(ev["event_timestamp"] >= since).to_numpy()], s.actions)
+
+    produced = {a: produced_by(w) for a, w in worlds.items()}
+    twins_produced = [produced_by(w) for w in twins]
     real, noise = realised({a: produced[a]["total"] for a in ARMS},
-                           [produced["no_action"]["total"]] + [produced[f"no_action_twin_{k}"]["total"]
-                                                               for k in range(len(twins))])
+                           [produced["no_action"]["total"]] + [t["total"] for t in twins_produced])
     registered = int(worlds["no_action"].registered().sum())
     arms = {}
     for arm, w in worlds.items():
@@ -213,7 +215,7 @@ def simulate_loop(settings: Settings, days: int = 90, customers: int = 10_000, l
            "legacy_days": legacy_days, "days": days, "seed": seed, "day0": str(day0.date()),
            "retrain_every": retrain_every, "dates": [str(x.date()) for x in dates], "arms": arms,
            "tail_days": tail, "noise": noise,
-           "no_action_twins": [produced[f"no_action_twin_{k}"] for k in range(len(twins))],
+           "no_action_twins": twins_produced,
            "day0_models": models, "retrains": retrains, "channels": list(CHANNELS),
            "seconds": round(time.perf_counter() - t0, 1)}
     doc["summary"] = summary(doc)
@@ -238,8 +240,8 @@ def summary(doc: dict, last_days: int = 28) -> dict:
             * 30.0 / doc["days"],
             "unsubscribes": int(np.sum(a["unsubscribes"])), "activations": int(np.sum(a["activations"])),
             "lapses": int(np.sum(a["lapses"])), "consent_violations": a["consent_violations"],
-            **({"realised": a["realised"]["value"], "realised_low": a["realised"]["low"],
-                "realised_high": a["realised"]["high"]} if "realised" in a else {}),
+            "realised": a["realised"]["value"], "realised_low": a["realised"]["low"],
+            "realised_high": a["realised"]["high"],
         }
     out["window_days"] = k
     return out
