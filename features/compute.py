@@ -4,8 +4,8 @@ A snapshot at time ``t`` describes each customer registered before ``t`` using
 only the events strictly before ``t``. :func:`build_snapshots` computes them
 every ``features.cadence_days`` from the first event plus one at the data's
 end; :func:`snapshot_at` computes one time (real-time refresh uses it, so
-online and offline features come from the same code); :func:`snapshot_chunks`
-yields them a customer chunk at a time for :func:`features.pipeline.build`,
+online and offline features come from the same code); :class:`SnapshotPlan`
+computes them a customer chunk at a time for :func:`features.pipeline.build`,
 which writes them.
 
 Everything is vectorised: events are sorted by (group, time) with the group a
@@ -17,7 +17,6 @@ customer or per snapshot row.
 
 from __future__ import annotations
 
-import sys
 import zlib
 from typing import Iterable
 
@@ -224,7 +223,8 @@ def _rfm_segment(n: np.ndarray, recency_days: np.ndarray, f365: np.ndarray, at_r
 
 
 def _chunk(cust: CustomerArrays, ev: EventArrays, lo: int, hi: int, times: np.ndarray, settings) -> tuple:
-    """Feature matrix (float32, ``names.customer_features`` order), customer codes and times of customers lo..hi."""
+    """Feature columns (float32 [features, rows], ``names.customer_features`` order), customer codes and times
+    of the snapshot rows of customers lo..hi, ordered by customer then time."""
     fs = settings.features
     feature_list = customer_features(ev.actions)
     nc = hi - lo
@@ -240,6 +240,7 @@ def _chunk(cust: CustomerArrays, ev: EventArrays, lo: int, hi: int, times: np.nd
     n_rows = len(rc)
     out: dict[str, np.ndarray] = {}
     if n_rows == 0:
+        return np.zeros((len(feature_list), 0), np.float32), rc + lo, rt
         return np.zeros((0, len(feature_list)), np.float32), rc + lo, rt
 
     e0, e1 = np.searchsorted(ev.code, [lo, hi])
@@ -405,11 +406,11 @@ def _chunk(cust: CustomerArrays, ev: EventArrays, lo: int, hi: int, times: np.nd
         out[f"weekday_share_{d}"] = shares[:, 24 + d]
     out["n_engagements"] = n_e
 
-    X = np.empty((n_rows, len(feature_list)), np.float32)
+    cols = np.empty((len(feature_list), n_rows), np.float32)  # a contiguous row per feature: Arrow takes it as is
     for j, name in enumerate(feature_list):
-        X[:, j] = out.pop(name)
+        cols[j] = out.pop(name)
     assert not out, f"computed features missing from names.py: {sorted(out)}"
-    return X, rc + lo, rt
+    return cols, rc + lo, rt
 
 
 def _chunks(cust: CustomerArrays, ev: EventArrays, times: np.ndarray) -> list[tuple[int, int]]:
@@ -440,34 +441,37 @@ def view_columns(columns, tz: np.ndarray, actions: tuple[str, ...]):
         yield view, cols
 
 
-def _frames(X: np.ndarray, ids: np.ndarray, ts: np.ndarray, tz: np.ndarray,
+def _frames(cols: np.ndarray, ids: np.ndarray, ts: np.ndarray, tz: np.ndarray,
             actions: tuple[str, ...]) -> dict[str, pd.DataFrame]:
     key = {
         "customer_id": ids,
         "event_timestamp": pd.DatetimeIndex(ts.astype("datetime64[ns]"), tz="UTC") if len(ts) else pd.DatetimeIndex([], tz="UTC"),
     }
-    return {view: pd.DataFrame({**key, **cols}) for view, cols in view_columns(X.T, tz, actions)}
+    return {view: pd.DataFrame({**key, **c}) for view, c in view_columns(cols, tz, actions)}
 
 
-def snapshot_chunks(customers: pd.DataFrame, events: pd.DataFrame, settings, times: Iterable | None,
-                     progress: bool = False):
-    """Yield the ``CustomerArrays`` and ``EventArrays`` first, then (X, customer codes, times ns) per customer chunk, rows
-    ordered by time then customer. Memory holds one chunk's rows at a time."""
-    cust = CustomerArrays(customers)
-    ev = EventArrays(events, cust, tuple(settings.actions))
-    yield cust, ev
-    if times is None:
-        times = snapshot_times(customers, events, settings.features.cadence_days)
-    times_ns = np.unique(np.array([to_ns(t) for t in times], dtype=np.int64))
-    chunks = _chunks(cust, ev, times_ns)
-    for i, (lo, hi) in enumerate(chunks):
-        X, codes, ts = _chunk(cust, ev, lo, hi, times_ns, settings)
+class SnapshotPlan:
+    """One snapshot computation: the customers and events as arrays, the snapshot times and the customer
+    chunks (:meth:`chunk` computes one; chunks are independent, so they may run on several threads)."""
+
+    def __init__(self, customers: pd.DataFrame, events: pd.DataFrame, settings, times: Iterable | None = None):
+        self.settings = settings
+        self.cust = CustomerArrays(customers)
+        self.ev = EventArrays(events, self.cust, tuple(settings.actions))
+        if times is None:
+            times = snapshot_times(customers, events, settings.features.cadence_days)
+        self.times_ns = np.unique(np.array([to_ns(t) for t in times], dtype=np.int64))
+        self.bounds = _chunks(self.cust, self.ev, self.times_ns)
+
+    def chunk(self, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Chunk ``k``'s (feature columns [features, rows], customer codes, times ns), rows ordered by time then
+        customer."""
+        lo, hi = self.bounds[k]
+        cols, codes, ts = _chunk(self.cust, self.ev, lo, hi, self.times_ns, self.settings)
         if len(ts):
             order = np.lexsort((codes, ts))
-            X, codes, ts = X[order], codes[order], ts[order]
-        yield X, codes, ts
-        if progress:
-            print(f"  snapshots: customers {hi:,}/{cust.n:,} (chunk {i + 1}/{len(chunks)})", file=sys.stderr)
+            cols, codes, ts = cols[:, order], codes[order], ts[order]
+        return cols, codes, ts
 
 
 def build_snapshots(
@@ -475,24 +479,23 @@ def build_snapshots(
     events: pd.DataFrame,
     settings,
     times: Iterable | None = None,
-    progress: bool = False,
 ) -> dict[str, pd.DataFrame]:
     """Point-in-time snapshots of every view, in memory: {view: DataFrame(customer_id, event_timestamp, features...)}.
 
     ``times`` defaults to :func:`snapshot_times`. A row at ``t`` exists for each
     customer registered strictly before ``t`` and uses only events strictly
     before ``t``. Rows are ordered by time, then by the customers table.
-    (:func:`build` writes the same rows chunk by chunk without holding them.)
+    (:func:`features.pipeline.build` writes the same rows chunk by chunk without holding them.)
     """
-    actions = tuple(settings.actions)
-    (cust, _), *parts = snapshot_chunks(customers, events, settings, times, progress)
-    X = np.concatenate([p[0] for p in parts]) if parts else np.zeros((0, len(customer_features(actions))), np.float32)
-    codes = np.concatenate([p[1] for p in parts]) if parts else np.zeros(0, np.int64)
-    ts = np.concatenate([p[2] for p in parts]) if parts else np.zeros(0, np.int64)
+    plan = SnapshotPlan(customers, events, settings, times)
+    parts = [plan.chunk(k) for k in range(len(plan.bounds))]
+    cols = np.concatenate([p[0] for p in parts], axis=1)
+    codes = np.concatenate([p[1] for p in parts])
+    ts = np.concatenate([p[2] for p in parts])
     if len(ts):
         order = np.lexsort((codes, ts))
-        X, codes, ts = X[order], codes[order], ts[order]
-    return _frames(X, cust.ids[codes], ts, cust.tz[codes], actions)
+        cols, codes, ts = cols[:, order], codes[order], ts[order]
+    return _frames(cols, plan.cust.ids[codes], ts, plan.cust.tz[codes], tuple(settings.actions))
 
 
 def snapshot_at(customers: pd.DataFrame, events: pd.DataFrame, t, settings) -> dict[str, pd.DataFrame]:

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from features.compute import CustomerArrays, EventArrays, snapshot_chunks, snapshot_times, to_ns, view_columns
+from features.compute import CustomerArrays, EventArrays, SnapshotPlan, snapshot_times, to_ns, view_columns
 from features.names import customer_features, views
 from nextbest.partition import customer_ids, id_ranges, part_count, split_world
 
@@ -57,34 +57,32 @@ PARQUET_OPTIONS = {"compression": "zstd", "compression_level": 1}
 
 class _SnapshotWriter:
     """Writes one build partition's rows into the staging folders (see :func:`_staging`): a part file per customer
-    chunk and view, named after the partition so partitions never collide. In each part the rows at the newest
-    snapshot time are a row group of their own, so each customer's newest row (the online store's content) is
-    read without the history."""
+    chunk and view, named after the partition and the chunk so they never collide. In each part the rows at the
+    newest snapshot time are a row group of their own, so each customer's newest row (the online store's content)
+    is read without the history. Chunks may be written from several threads."""
 
     def __init__(self, staging: dict[str, Path], actions: tuple[str, ...], newest_ns: int, prefix: str):
         self.staging, self.actions, self.newest_ns, self.prefix = staging, actions, newest_ns, prefix
-        self.parts = self.rows = 0
 
-    def write(self, X: np.ndarray, ids: np.ndarray, ts: np.ndarray, tz: np.ndarray) -> None:
+    def write(self, k: int, cols: np.ndarray, ids: np.ndarray, ts: np.ndarray, tz: np.ndarray) -> int:
+        """Chunk ``k``'s rows (``cols``: a contiguous row per feature); return how many."""
         import pyarrow as pa
         import pyarrow.parquet as pq
 
         if not len(ts):
-            return
+            return 0
         split = int(np.searchsorted(ts, self.newest_ns))  # rows are in time order
         key = {"customer_id": pa.array(ids, pa.string()),
                "event_timestamp": pa.array(ts.astype("datetime64[ns]"), pa.timestamp("ns", tz="UTC"))}
-        # one contiguous array per feature: Arrow takes it without a copy
-        for view, cols in view_columns(np.ascontiguousarray(X.T), tz, self.actions):
+        for view, vcols in view_columns(cols, tz, self.actions):
             table = pa.table({**key, **{c: pa.array(v, pa.string() if c == "timezone" else None)
-                                        for c, v in cols.items()}})
-            path = self.staging[view] / f"part-{self.prefix}-{self.parts:05d}.parquet"
+                                        for c, v in vcols.items()}})
+            path = self.staging[view] / f"part-{self.prefix}-{k:05d}.parquet"
             with pq.ParquetWriter(path, table.schema, **PARQUET_OPTIONS) as w:
                 for lo, hi in ((0, split), (split, len(ts))):
                     if hi > lo:
                         w.write_table(table.slice(lo, hi - lo), row_group_size=200_000)
-        self.parts += 1
-        self.rows += len(ts)
+        return len(ts)
 
     def write_history(self, customers: pd.DataFrame, events: pd.DataFrame, cust: CustomerArrays, ev: EventArrays) -> None:
         """Customers and events sorted by customer id (events then by time), in small row groups: fast
@@ -168,20 +166,34 @@ def read_meta(features_dir: Path) -> dict:
 
 
 def _build_part(settings, world_dir: Path, part_dir: Path | None, times_ns: np.ndarray, staging: dict[str, Path],
-                prefix: str, frames: tuple[pd.DataFrame, pd.DataFrame] | None = None) -> dict:
+                prefix: str, frames: tuple[pd.DataFrame, pd.DataFrame] | None = None, threads: int = 1,
+                progress: bool = False) -> dict:
     """One build partition: its customers' snapshots and history, written into the staging folders (runs on a
     Dask worker or in this process; reads its part folder of the split world, or takes the whole world already
-    loaded as ``frames``)."""
+    loaded as ``frames``). Its customer chunks are computed and written on ``threads`` threads (numpy and Arrow
+    release the interpreter lock), at most that many chunks in memory at once."""
+    from concurrent.futures import ThreadPoolExecutor
+
     from nextbest.partition import load_part
 
     customers, events = frames if frames is not None else load_part(part_dir, world_dir)
     writer = _SnapshotWriter(staging, tuple(settings.actions), int(times_ns[-1]), prefix)
-    chunks = snapshot_chunks(customers, events, settings, list(times_ns), progress=frames is not None)
-    cust, ev = next(chunks)
-    for X, codes, ts in chunks:
-        writer.write(X, cust.ids[codes], ts, cust.tz[codes])
-    writer.write_history(customers, events, cust, ev)
-    return {"customers": int(len(customers)), "events": int(len(events)), "rows": writer.rows, "parts": writer.parts}
+    plan = SnapshotPlan(customers, events, settings, list(times_ns))
+    cust, n = plan.cust, len(plan.bounds)
+
+    def one(k: int) -> int:
+        cols, codes, ts = plan.chunk(k)
+        rows = writer.write(k, cols, cust.ids[codes], ts, cust.tz[codes])
+        if progress:
+            print(f"  snapshots: customers {plan.bounds[k][1]:,}/{cust.n:,} (chunk {k + 1}/{n})", file=sys.stderr)
+        return rows
+
+    with ThreadPoolExecutor(max(1, threads)) as pool:
+        history = pool.submit(writer.write_history, customers, events, cust, plan.ev)
+        rows = list(pool.map(one, range(n)))
+        history.result()
+    return {"customers": int(len(customers)), "events": int(len(events)), "rows": sum(rows),
+            "parts": sum(r > 0 for r in rows)}
 
 
 def _world_outline(world_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -213,8 +225,8 @@ def build(settings, world_dir: Path | str | None = None, progress: bool = False)
 
     Snapshots are written per customer chunk as they are computed (never held whole). A base of more than
     ``engine.max_partition_customers`` customers (or any base with ``engine.kind: dask``) is first split by
-    customer in one streaming pass (:mod:`nextbest.partition`); its parts are built one after the other in this
-    process, or on the Dask workers. Peak memory then grows with a part and one chunk, not with the base. The
+    customer in one streaming pass (:mod:`nextbest.partition`); its parts are built in this process, one per core
+    at a time, or on the Dask workers. Peak memory then grows with a part and one chunk, not with the base. The
     files are the same either way, and are swapped in only when every partition is written."""
     from nextbest.contract import load_world
     from nextbest.engine import Engine
@@ -240,7 +252,8 @@ def build(settings, world_dir: Path | str | None = None, progress: bool = False)
         times_ns = np.array([to_ns(t) for t in times], dtype=np.int64)
         staging = _staging(fd, actions)
         if whole:
-            parts = [_build_part(settings, world_dir, None, times_ns, staging, "00000", frames=(customers, events))]
+            parts = [_build_part(settings, world_dir, None, times_ns, staging, "00000", frames=(customers, events),
+                                 threads=engine.threads, progress=progress)]
         else:
             del events
             split_dir = fd / ".split"
@@ -248,7 +261,8 @@ def build(settings, world_dir: Path | str | None = None, progress: bool = False)
             try:
                 dirs = split_world(world_dir, split_dir, id_ranges(ids, n_parts), progress=progress)
                 tasks = [(settings, world_dir, d, times_ns, staging, f"{k:05d}") for k, d in enumerate(dirs)]
-                parts = engine.map(_build_part, tasks, label="feature partitions")
+                # in this process: a part per core, their chunks one after the other
+                parts = engine.map(_build_part, tasks, label="feature partitions", threads=engine.threads)
             finally:
                 _remove(split_dir)
     t_compute = _time.perf_counter() - t0 - t_load

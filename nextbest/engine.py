@@ -2,7 +2,8 @@
 
 The feature build and batch scoring split the base by customer into
 independent tasks (a module-level function and its arguments); :class:`Engine`
-runs them one after the other in this process (``kind: local``) or on Dask
+runs them in this process (``kind: local``; one after the other, or on a thread
+per core where the work releases the interpreter lock) or on Dask
 workers (``kind: dask``): the scheduler at ``engine.address``, or a local
 cluster of ``engine.workers`` processes started for the run and stopped after
 it. Workers read and write the same data folder, so on several machines it
@@ -41,6 +42,13 @@ class Engine:
             return 1
         return max(1, len(self.client.scheduler_info().get("workers", {})))
 
+    @property
+    def threads(self) -> int:
+        """Threads work in this process may use: every core of the machine."""
+        import os
+
+        return os.cpu_count() or 1
+
     def __enter__(self) -> "Engine":
         if self.conf.kind == "dask":
             try:
@@ -65,15 +73,19 @@ class Engine:
             self._cluster.close()
         self.client = self._cluster = None
 
-    def map(self, fn: Callable, tasks: Sequence[tuple], label: str = "tasks") -> list[Any]:
-        """``[fn(*args) for args in tasks]``, in order; on Dask, spread over the workers (a task's error is raised
-        here with its own traceback)."""
+    def map(self, fn: Callable, tasks: Sequence[tuple], label: str = "tasks", threads: int = 1) -> list[Any]:
+        """``[fn(*args) for args in tasks]``, in order; in this process on ``threads`` threads (for tasks whose
+        work releases the interpreter lock: numpy, Arrow), at most that many at once; on Dask, spread over the
+        workers (a task's error is raised here with its own traceback)."""
         if self.client is None:
+            from concurrent.futures import ThreadPoolExecutor
+
             out = []
-            for i, args in enumerate(tasks):
-                out.append(fn(*args))
-                if self.progress and len(tasks) > 1:
-                    print(f"  {label}: {i + 1}/{len(tasks)}", file=sys.stderr)
+            with ThreadPoolExecutor(max(1, threads)) as pool:
+                for i, result in enumerate(pool.map(lambda args: fn(*args), tasks)):
+                    out.append(result)
+                    if self.progress and len(tasks) > 1:
+                        print(f"  {label}: {i + 1}/{len(tasks)}", file=sys.stderr)
             return out
         from distributed import as_completed
 

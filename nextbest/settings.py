@@ -99,7 +99,7 @@ class Engine(_Strict):
     workers: int = Field(2, ge=1, le=1024)  # processes of the local cluster (one thread each)
     partitions: int | None = Field(None, ge=1)  # customer partitions of the feature build; default 2 per dask worker
     # a base larger than this is split by customer into parts of at most this many (memory grows with a part,
-    # not with the base); on one machine the parts are built one after the other
+    # not with the base); on one machine the parts are built one per core at a time
     max_partition_customers: int = Field(50_000, ge=1)
 
 
