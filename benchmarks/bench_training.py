@@ -186,7 +186,8 @@ def markdown(rows: list[dict], info: dict, cmd: str) -> str:
         "stopping, test metrics, baseline/oracle metrics, MLflow logging and the gate). `train_load_sources`: "
         "reading the world and the snapshot list once for all heads.",
         "- `features_build`: a base of more than `engine.max_partition_customers` customers (50,000) is first split "
-        "by customer in one streaming pass, then built part by part, so its memory follows a part, not the base.",
+        "by customer in one streaming pass, then built a part per core at a time (on threads: the snapshot arithmetic "
+        "and the Parquet writes release the interpreter lock), so its memory follows two parts, not the base.",
         "- Training reads a random sample of at most `training.max_customers` customers (200,000; all their rows, "
         "the others never loaded: `customers trained on`) and each head samples at most `training.max_rows` rows, "
         "so past that size the world it reads and the fits stop growing; the point-in-time feature reads still scan "
