@@ -413,7 +413,10 @@ def _chunk(cust: CustomerArrays, ev: EventArrays, lo: int, hi: int, times: np.nd
     return cols, rc + lo, rt
 
 
-def _chunks(cust: CustomerArrays, ev: EventArrays, times: np.ndarray) -> list[tuple[int, int]]:
+def _chunks(cust: CustomerArrays, ev: EventArrays, times: np.ndarray, breaks: tuple[int, ...] = ()) -> list[tuple[int, int]]:
+    """Customer ranges of at most ``_MAX_CHUNK_ROWS`` snapshot rows and ``_MAX_CHUNK_EVENTS`` events (at least
+    one customer each); none spans a customer position in ``breaks``."""
+    stops = sorted({b for b in breaks if 0 < b < cust.n} | {cust.n})
     rows_per_c = np.searchsorted(np.sort(times), cust.reg, side="right")
     rows_per_c = len(times) - rows_per_c  # snapshots after registration
     ev_per_c = np.bincount(ev.code, minlength=cust.n) if len(ev) else np.zeros(cust.n, np.int64)
@@ -423,7 +426,7 @@ def _chunks(cust: CustomerArrays, ev: EventArrays, times: np.ndarray) -> list[tu
         base_r = cr[lo - 1] if lo else 0
         base_e = ce[lo - 1] if lo else 0
         hi = min(np.searchsorted(cr, base_r + _MAX_CHUNK_ROWS), np.searchsorted(ce, base_e + _MAX_CHUNK_EVENTS)) + 1
-        hi = int(min(max(hi, lo + 1), cust.n))
+        hi = int(min(max(hi, lo + 1), next(b for b in stops if b > lo)))
         bounds.append((lo, hi))
         lo = hi
     return bounds or [(0, 0)]
@@ -452,16 +455,24 @@ def _frames(cols: np.ndarray, ids: np.ndarray, ts: np.ndarray, tz: np.ndarray,
 
 class SnapshotPlan:
     """One snapshot computation: the customers and events as arrays, the snapshot times and the customer
-    chunks (:meth:`chunk` computes one; chunks are independent, so they may run on several threads)."""
+    chunks (:meth:`chunk` computes one; chunks are independent, so they may run on several threads). The
+    customers of ``first`` (ids) come first, in chunks of their own."""
 
-    def __init__(self, customers: pd.DataFrame, events: pd.DataFrame, settings, times: Iterable | None = None):
+    def __init__(self, customers: pd.DataFrame, events: pd.DataFrame, settings, times: Iterable | None = None,
+                 first: np.ndarray | None = None):
         self.settings = settings
-        self.cust = CustomerArrays(customers)
-        self.ev = EventArrays(events, self.cust, tuple(settings.actions))
         if times is None:
             times = snapshot_times(customers, events, settings.features.cadence_days)
+        breaks: tuple[int, ...] = ()
+        if first is not None:
+            lead = customers["customer_id"].astype(str).isin(pd.Index(np.asarray(first, dtype=str))).to_numpy()
+            customers = pd.concat([customers[lead], customers[~lead]])
+            breaks = (int(lead.sum()),)
+        self.customers = customers  # in the order of the customer codes
+        self.cust = CustomerArrays(customers)
+        self.ev = EventArrays(events, self.cust, tuple(settings.actions))
         self.times_ns = np.unique(np.array([to_ns(t) for t in times], dtype=np.int64))
-        self.bounds = _chunks(self.cust, self.ev, self.times_ns)
+        self.bounds = _chunks(self.cust, self.ev, self.times_ns, breaks)
 
     def chunk(self, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Chunk ``k``'s (feature columns [features, rows], customer codes, times ns), rows ordered by time then

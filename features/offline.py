@@ -264,16 +264,22 @@ class SnapshotOfflineStore(DaskOfflineStore):
                 best_ts = np.full(len(out), np.iinfo(np.int64).min, np.int64)  # newest match so far per entity row
                 values: dict[str, np.ndarray] = {}
                 for part in snapshot_parts(path):  # one part (a customer chunk of the build) in memory at a time
-                    table = pq.read_table(part, columns=list(dict.fromkeys([*entity_cols, tsf, *feats])))
-                    right_codes = keys.codes([table[c] for c in entity_cols])
+                    file = pq.ParquetFile(part, read_dictionary=[  # text keys as codes: each value matched once
+                        c for c in entity_cols if pa.types.is_string(pq.read_schema(part).field(c).type)])
+                    # the keys first: a part without any entity row's key is never read further
+                    key_table = file.read(columns=list(dict.fromkeys([*entity_cols, tsf])))
+                    right_codes = keys.codes([key_table[c] for c in entity_cols])
                     if not (right_codes >= 0).any():
                         continue
-                    right_ts = _ns(table[tsf])
+                    right_ts = _ns(key_table[tsf])
                     j = _as_of(left, right_codes, right_ts, ttl)
                     rows = np.flatnonzero(j >= 0)
                     newer = right_ts[j[rows]] > best_ts[rows]
                     rows, j = rows[newer], j[rows][newer]
+                    if not len(rows):
+                        continue
                     best_ts[rows] = right_ts[j]
+                    table = file.read(columns=list(feats))
                     for f in feats:
                         col = table[f].to_numpy()
                         if f not in values:  # text stays text; numbers become floats (NaN where no snapshot)

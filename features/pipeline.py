@@ -18,7 +18,7 @@ import pandas as pd
 
 from features.compute import CustomerArrays, EventArrays, SnapshotPlan, snapshot_times, to_ns, view_columns
 from features.names import customer_features, views
-from nextbest.partition import customer_ids, id_ranges, part_count, split_world
+from nextbest.partition import customer_ids, id_ranges, part_count, split_world, training_sample
 
 HISTORY_DIR = "history"
 META_FILE = "snapshots.json"
@@ -167,18 +167,19 @@ def read_meta(features_dir: Path) -> dict:
 
 def _build_part(settings, world_dir: Path, part_dir: Path | None, times_ns: np.ndarray, staging: dict[str, Path],
                 prefix: str, frames: tuple[pd.DataFrame, pd.DataFrame] | None = None, threads: int = 1,
-                progress: bool = False) -> dict:
+                progress: bool = False, first: np.ndarray | None = None) -> dict:
     """One build partition: its customers' snapshots and history, written into the staging folders (runs on a
     Dask worker or in this process; reads its part folder of the split world, or takes the whole world already
     loaded as ``frames``). Its customer chunks are computed and written on ``threads`` threads (numpy and Arrow
-    release the interpreter lock), at most that many chunks in memory at once."""
+    release the interpreter lock), at most that many chunks in memory at once; the customers of ``first`` (the
+    ones training reads) in chunks of their own."""
     from concurrent.futures import ThreadPoolExecutor
 
     from nextbest.partition import load_part
 
     customers, events = frames if frames is not None else load_part(part_dir, world_dir)
     writer = _SnapshotWriter(staging, tuple(settings.actions), int(times_ns[-1]), prefix)
-    plan = SnapshotPlan(customers, events, settings, list(times_ns))
+    plan = SnapshotPlan(customers, events, settings, list(times_ns), first=first)
     cust, n = plan.cust, len(plan.bounds)
 
     def one(k: int) -> int:
@@ -189,7 +190,7 @@ def _build_part(settings, world_dir: Path, part_dir: Path | None, times_ns: np.n
         return rows
 
     with ThreadPoolExecutor(max(1, threads)) as pool:
-        history = pool.submit(writer.write_history, customers, events, cust, plan.ev)
+        history = pool.submit(writer.write_history, plan.customers, events, cust, plan.ev)
         rows = list(pool.map(one, range(n)))
         history.result()
     return {"customers": int(len(customers)), "events": int(len(events)), "rows": sum(rows),
@@ -239,6 +240,7 @@ def build(settings, world_dir: Path | str | None = None, progress: bool = False)
     with Engine(settings, progress=progress) as engine:
         conf = settings.engine
         ids = customer_ids(world_dir)
+        sample = training_sample(settings, ids)  # chunks of their own: training's reads skip the others'
         n_parts = conf.partitions or part_count(len(ids), conf.max_partition_customers,
                                                 at_least=2 * engine.workers if engine.kind == "dask" else 1)
         whole = n_parts == 1 and engine.kind == "local"
@@ -253,14 +255,15 @@ def build(settings, world_dir: Path | str | None = None, progress: bool = False)
         staging = _staging(fd, actions)
         if whole:
             parts = [_build_part(settings, world_dir, None, times_ns, staging, "00000", frames=(customers, events),
-                                 threads=engine.threads, progress=progress)]
+                                 threads=engine.threads, progress=progress, first=sample)]
         else:
             del events
             split_dir = fd / ".split"
             _remove(split_dir)
             try:
                 dirs = split_world(world_dir, split_dir, id_ranges(ids, n_parts), progress=progress)
-                tasks = [(settings, world_dir, d, times_ns, staging, f"{k:05d}") for k, d in enumerate(dirs)]
+                tasks = [(settings, world_dir, d, times_ns, staging, f"{k:05d}", None, 1, False, sample)
+                         for k, d in enumerate(dirs)]
                 # in this process: a part per core, their chunks one after the other
                 parts = engine.map(_build_part, tasks, label="feature partitions", threads=engine.threads)
             finally:

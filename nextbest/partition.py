@@ -44,6 +44,16 @@ def customer_sample(ids: np.ndarray, n: int, seed: int) -> np.ndarray:
     return np.sort(np.random.default_rng(seed).choice(ids, n, replace=False))
 
 
+def training_sample(settings, ids: np.ndarray) -> np.ndarray | None:
+    """The customers training reads from a base of ``ids``: a random sample of ``training.max_customers`` of a
+    larger base (sorted), None when it reads every customer. The feature build writes their snapshots in chunks
+    of their own, so training's point-in-time reads skip the others'."""
+    tr = settings.training
+    if tr.max_customers is None or len(ids) <= tr.max_customers:
+        return None
+    return customer_sample(ids, tr.max_customers, tr.seed)
+
+
 def newest_event(world_dir: Path | str):
     """The time of the world's newest event (UTC), reading that column only; None without events."""
     import pandas as pd

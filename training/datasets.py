@@ -63,12 +63,12 @@ def load_sources(settings: Settings) -> Sources:
     base (all rows of the sampled customers, the others never loaded; ``data_end`` is still the base's)."""
     from features.store import feature_names, snapshot_times
     from nextbest.contract import load_assignments, load_world, load_world_part
-    from nextbest.partition import customer_ids, customer_sample, newest_event
+    from nextbest.partition import customer_ids, newest_event, training_sample
 
-    world, tr = settings.world_dir, settings.training
+    world = settings.world_dir
     ids = customer_ids(world)
-    if tr.max_customers is not None and len(ids) > tr.max_customers:
-        sample = customer_sample(ids, tr.max_customers, tr.seed)
+    sample = training_sample(settings, ids)
+    if sample is not None:
         customers, events = load_world_part(world, sample, in_time_order=True)
         assignments = load_assignments(world, settings.actions, customers, customer_ids=sample)
         data_end = newest_event(world)

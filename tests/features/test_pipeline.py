@@ -324,3 +324,40 @@ def test_a_split_base_with_a_bad_row_is_refused_naming_the_file_and_column(tmp_p
         pipeline.build(s)
     assert "events.csv" in str(err.value) and "event_timestamp" in str(err.value) and "ISO-8601" in str(err.value)
     assert not (s.features_dir / "customer_profile.parquet").exists()  # nothing half-built is swapped in
+
+
+@pytest.mark.parametrize("max_partition_customers", [50, 10_000], ids=["split", "whole"])
+def test_the_customers_training_reads_get_chunks_of_their_own_and_the_same_features(tmp_path, tiny_world,
+                                                                                   max_partition_customers):
+    """A base larger than ``training.max_customers``: the sampled customers' snapshots are written in part files
+    of their own (a point-in-time read for them skips the other files), and every row is what the build without
+    a sample writes."""
+    from features.store import apply, historical_features
+    from nextbest.partition import customer_ids, training_sample
+    from tests.features.conftest import settings_for
+
+    plain, sampled = settings_for(tmp_path / "plain"), settings_for(tmp_path / "sampled")
+    engine = sampled.engine.model_copy(update={"max_partition_customers": max_partition_customers})
+    sampled = sampled.model_copy(update={"engine": engine,
+                                         "training": sampled.training.model_copy(update={"max_customers": 40})})
+    for s in (plain, sampled):
+        write_world(s.world_dir, *tiny_world)
+    pipeline.build(plain)
+    pipeline.build(sampled)
+    sample = set(training_sample(sampled, customer_ids(sampled.world_dir)))
+    assert len(sample) == 40 and training_sample(plain, customer_ids(plain.world_dir)) is None
+    key = ["customer_id", "event_timestamp"]
+    for view in views(tuple(plain.actions)):
+        who = [set(pd.read_parquet(p, columns=["customer_id"])["customer_id"])
+               for p in pipeline.snapshot_parts(sampled.features_dir / f"{view}.parquet")]
+        assert all(ids <= sample or not ids & sample for ids in who)  # no file mixes the two
+        assert any(ids <= sample for ids in who) and any(not ids & sample for ids in who)
+        want = pd.read_parquet(plain.features_dir / f"{view}.parquet").sort_values(key, ignore_index=True)
+        got = pd.read_parquet(sampled.features_dir / f"{view}.parquet").sort_values(key, ignore_index=True)
+        pd.testing.assert_frame_equal(got, want)
+    apply(plain)
+    apply(sampled)
+    meta = pipeline.read_meta(plain.features_dir)
+    rows = pd.DataFrame({"customer_id": sorted(sample) + ["unknown-customer"],
+                         "event_timestamp": pd.Timestamp(meta["times"][len(meta["times"]) // 2])})
+    pd.testing.assert_frame_equal(historical_features(sampled, rows), historical_features(plain, rows))
