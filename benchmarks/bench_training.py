@@ -190,8 +190,9 @@ def markdown(rows: list[dict], info: dict, cmd: str) -> str:
         "and the Parquet writes release the interpreter lock), so its memory follows two parts, not the base.",
         "- Training reads a random sample of at most `training.max_customers` customers (200,000; all their rows, "
         "the others never loaded: `customers trained on`) and each head samples at most `training.max_rows` rows, "
-        "so past that size the world it reads and the fits stop growing; the point-in-time feature reads still scan "
-        "every part of the base's snapshots. `test <metric>`: each model's primary metric on its "
+        "so past that size the world it reads and the fits stop growing. The build writes the sampled customers' "
+        "snapshots in files of their own, so each point-in-time read of a head reads every file's keys but the "
+        "features of the sampled customers' files only. `test <metric>`: each model's primary metric on its "
         "held-out time window (the effect model's Qini in currency per customer), to compare across sizes.",
         "- `simulate` runs in a process of its own (its peak is that process's); the pipeline's stages share one.",
         "- `features_build_dask`, `batch_score_dask`: the same build (into a folder of its own) and the same "

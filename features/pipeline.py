@@ -227,7 +227,7 @@ def build(settings, world_dir: Path | str | None = None, progress: bool = False)
     Snapshots are written per customer chunk as they are computed (never held whole). A base of more than
     ``engine.max_partition_customers`` customers (or any base with ``engine.kind: dask``) is first split by
     customer in one streaming pass (:mod:`nextbest.partition`); its parts are built in this process, one per core
-    at a time, or on the Dask workers. Peak memory then grows with a part and one chunk, not with the base. The
+    at a time, or on the Dask workers. Peak memory then grows with a part and a chunk per core, not with the base. The
     files are the same either way, and are swapped in only when every partition is written."""
     from nextbest.contract import load_world
     from nextbest.engine import Engine
