@@ -241,7 +241,6 @@ def _chunk(cust: CustomerArrays, ev: EventArrays, lo: int, hi: int, times: np.nd
     out: dict[str, np.ndarray] = {}
     if n_rows == 0:
         return np.zeros((len(feature_list), 0), np.float32), rc + lo, rt
-        return np.zeros((0, len(feature_list)), np.float32), rc + lo, rt
 
     e0, e1 = np.searchsorted(ev.code, [lo, hi])
     code = ev.code[e0:e1] - lo

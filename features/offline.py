@@ -264,8 +264,8 @@ class SnapshotOfflineStore(DaskOfflineStore):
                 best_ts = np.full(len(out), np.iinfo(np.int64).min, np.int64)  # newest match so far per entity row
                 values: dict[str, np.ndarray] = {}
                 for part in snapshot_parts(path):  # one part (a customer chunk of the build) in memory at a time
-                    file = pq.ParquetFile(part, read_dictionary=[  # text keys as codes: each value matched once
-                        c for c in entity_cols if pa.types.is_string(pq.read_schema(part).field(c).type)])
+                    # text keys read as codes (other types are read as they are): each value matched once
+                    file = pq.ParquetFile(part, read_dictionary=entity_cols)
                     # the keys first: a part without any entity row's key is never read further
                     key_table = file.read(columns=list(dict.fromkeys([*entity_cols, tsf])))
                     right_codes = keys.codes([key_table[c] for c in entity_cols])
